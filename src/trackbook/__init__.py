@@ -1,0 +1,3 @@
+"""Trackbook: contact event tracking with FluentCRM, Octeth and ActiveCampaign dialects."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,260 @@
+"""Create and change accounts; issue, list, revoke and check API keys."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import string
+import zoneinfo
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackbook.accounts.errors import AccountNotFound, KeyNotFound, Unauthenticated
+from trackbook.db.engine import Database
+from trackbook.db.tables import accounts, api_keys
+from trackbook.errors import Conflict, Invalid
+
+KEY_MARKER = "tb_live_"
+PREFIX_LENGTH = len(KEY_MARKER) + 8
+_KEY_ALPHABET = string.ascii_letters + string.digits
+# last_used_at is a hint for people rotating keys, not an audit log: writing it on
+# every request would put a write on the hot path, so it is refreshed at most this often.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    timezone: str
+    tracking_enabled: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: int
+    account_id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    """A new key: `secret` is shown once and never stored."""
+
+    key: ApiKey
+    secret: str
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _account(row: sa.Row[tuple[object, ...]]) -> Account:
+    return Account(
+        id=row.id,
+        name=row.name,
+        timezone=row.timezone,
+        tracking_enabled=row.tracking_enabled,
+        created_at=row.created_at,
+    )
+
+
+def _api_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        account_id=row.account_id,
+        name=row.name,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _check_timezone(timezone: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise Invalid("timezone", f"is not a known time zone: {timezone!r}") from None
+    return timezone
+
+
+def _check_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise Invalid("name", "must be 1 to 200 characters")
+    return name
+
+
+async def create_account(
+    conn: AsyncConnection, name: str, *, now: datetime, timezone: str = "UTC"
+) -> Account:
+    row = (
+        await conn.execute(
+            accounts.insert()
+            .values(
+                name=_check_name(name),
+                timezone=_check_timezone(timezone),
+                tracking_enabled=True,
+                created_at=now,
+            )
+            .returning(*accounts.c)
+        )
+    ).one()
+    return _account(row)
+
+
+async def list_accounts(conn: AsyncConnection) -> list[Account]:
+    rows = await conn.execute(sa.select(accounts).order_by(accounts.c.id))
+    return [_account(row) for row in rows]
+
+
+async def get_account(conn: AsyncConnection, account_id: int) -> Account:
+    row = (await conn.execute(sa.select(accounts).where(accounts.c.id == account_id))).one_or_none()
+    if row is None:
+        raise AccountNotFound(f"account {account_id} does not exist")
+    return _account(row)
+
+
+async def update_account(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    name: str | None = None,
+    timezone: str | None = None,
+    tracking_enabled: bool | None = None,
+) -> Account:
+    changes: dict[str, object] = {}
+    if name is not None:
+        changes["name"] = _check_name(name)
+    if timezone is not None:
+        changes["timezone"] = _check_timezone(timezone)
+    if tracking_enabled is not None:
+        changes["tracking_enabled"] = tracking_enabled
+    if not changes:
+        return await get_account(conn, account_id)
+    row = (
+        await conn.execute(
+            accounts.update()
+            .where(accounts.c.id == account_id)
+            .values(**changes)
+            .returning(*accounts.c)
+        )
+    ).one_or_none()
+    if row is None:
+        raise AccountNotFound(f"account {account_id} does not exist")
+    return _account(row)
+
+
+async def create_key(
+    conn: AsyncConnection, account_id: int, *, now: datetime, name: str = ""
+) -> IssuedKey:
+    await get_account(conn, account_id)
+    secret = KEY_MARKER + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(40))
+    row = (
+        await conn.execute(
+            api_keys.insert()
+            .values(
+                account_id=account_id,
+                name=name.strip(),
+                prefix=secret[:PREFIX_LENGTH],
+                key_hash=hash_key(secret),
+                created_at=now,
+            )
+            .returning(*api_keys.c)
+        )
+    ).one()
+    return IssuedKey(key=_api_key(row), secret=secret)
+
+
+async def list_keys(conn: AsyncConnection, account_id: int | None = None) -> list[ApiKey]:
+    query = sa.select(api_keys).order_by(api_keys.c.id)
+    if account_id is not None:
+        query = query.where(api_keys.c.account_id == account_id)
+    return [_api_key(row) for row in await conn.execute(query)]
+
+
+async def revoke_key(conn: AsyncConnection, prefix: str, *, now: datetime) -> ApiKey:
+    """Revoke the one live key whose prefix starts with `prefix` (at least the marker + 4)."""
+    if len(prefix) < len(KEY_MARKER) + 4:
+        raise Invalid("prefix", f"must be at least {len(KEY_MARKER) + 4} characters")
+    rows = (
+        await conn.execute(
+            sa.select(api_keys.c.id).where(
+                api_keys.c.prefix.startswith(prefix[:PREFIX_LENGTH], autoescape=True),
+                api_keys.c.revoked_at.is_(None),
+            )
+        )
+    ).all()
+    if not rows:
+        raise KeyNotFound(f"no live key has the prefix {prefix!r}")
+    if len(rows) > 1:
+        raise Conflict(f"{len(rows)} live keys have the prefix {prefix!r}; give more of it")
+    row = (
+        await conn.execute(
+            api_keys.update()
+            .where(api_keys.c.id == rows[0].id)
+            .values(revoked_at=now)
+            .returning(*api_keys.c)
+        )
+    ).one()
+    return _api_key(row)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMatch:
+    account: Account
+    key_id: int
+    last_used_at: datetime | None
+
+
+async def find_key(conn: AsyncConnection, secret: str) -> KeyMatch | None:
+    """The live key matching `secret`, compared by hash in constant time, or None."""
+    if not secret.startswith(KEY_MARKER) or len(secret) <= PREFIX_LENGTH:
+        return None
+    digest = hash_key(secret)
+    rows = await conn.execute(
+        sa.select(
+            api_keys.c.id.label("key_id"),
+            api_keys.c.key_hash,
+            api_keys.c.last_used_at,
+            *accounts.c,
+        )
+        .join(accounts, accounts.c.id == api_keys.c.account_id)
+        .where(api_keys.c.prefix == secret[:PREFIX_LENGTH], api_keys.c.revoked_at.is_(None))
+    )
+    match = None
+    for row in rows:
+        if hmac.compare_digest(row.key_hash, digest):
+            match = KeyMatch(_account(row), row.key_id, row.last_used_at)
+    return match
+
+
+def needs_last_used_update(match: KeyMatch, now: datetime) -> bool:
+    return match.last_used_at is None or now - match.last_used_at >= LAST_USED_RESOLUTION
+
+
+async def touch_key(conn: AsyncConnection, key_id: int, *, now: datetime) -> None:
+    await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=now))
+
+
+async def authenticate(db: Database, secret: str | None, *, now: datetime) -> Account:
+    """The account a presented API key belongs to; Unauthenticated when it is missing,
+    unknown or revoked."""
+    if not secret:
+        raise Unauthenticated("an API key is required")
+    match = await db.query(find_key, secret)
+    if match is None:
+        raise Unauthenticated("the API key is not valid or has been revoked")
+    if needs_last_used_update(match, now):
+        await db.write(touch_key, match.key_id, now=now)
+    return match.account

@@ -1,0 +1,125 @@
+"""create_app(settings): the ASGI application with every dialect mounted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from trackbook import __version__
+from trackbook.clock import Clock, SystemClock
+from trackbook.db.engine import StorageUnavailable
+from trackbook.dialects.limits import BodyLimit
+from trackbook.dialects.native.errors import NativeErrors
+from trackbook.dialects.native.routes import bench_router
+from trackbook.dialects.native.routes import router as native_router
+from trackbook.dialects.responses import (
+    JSON,
+    RETRY_AFTER_SECONDS,
+    ErrorReply,
+    dialect_for,
+    register_dialect,
+    render_error,
+)
+from trackbook.errors import DomainError
+from trackbook.services import Services
+from trackbook.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    services = Services.build(settings, clock or SystemClock())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+
+    app = FastAPI(
+        title="Trackbook",
+        version=__version__,
+        summary="Contact event tracking: a native API beside FluentCRM, Octeth and "
+        "ActiveCampaign wire dialects.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    register_dialect("/v1", NativeErrors())
+    app.include_router(native_router)
+    if settings.bench_routes:
+        app.include_router(bench_router)
+    _install_error_handlers(app)
+    _install_health(app, services)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, DomainError)  # noqa: S101 - registered for DomainError
+        dialect = dialect_for(request.url.path) or NativeErrors()
+        return dialect.render(dialect.reply_for(error))
+
+    @app.exception_handler(StorageUnavailable)
+    async def storage_unavailable(request: Request, error: Exception) -> Response:
+        log.warning("storage unavailable: %s", error)
+        reply = ErrorReply(
+            503,
+            "storage_unavailable",
+            "storage is unavailable; nothing was stored, retry later",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+        return render_error(request.url.path, reply)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)  # noqa: S101
+        first = error.errors()[0]
+        location = [str(part) for part in first.get("loc", ())]
+        if location and location[0] in ("body", "query", "path", "header"):
+            location = location[1:]
+        field = ".".join(location) or None
+        message = first.get("msg", "is invalid")
+        if first.get("type") == "json_invalid":
+            field, message = None, "the body is not valid JSON"
+        reply = ErrorReply(422, "invalid", f"{field}: {message}" if field else message, field)
+        return render_error(request.url.path, reply)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPException)  # noqa: S101
+        code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+        reply = ErrorReply(error.status_code, code, str(error.detail), headers=error.headers)
+        return render_error(request.url.path, reply)
+
+
+def _install_health(app: FastAPI, services: Services) -> None:
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> JSON:
+        """The process is alive."""
+        return JSON({"status": "ok"})
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz() -> JSON:
+        """The database answers; 503 with Retry-After when it does not."""
+        try:
+            await services.db.ping()
+        except Exception as error:
+            log.warning("not ready: %s", error)
+            return JSON(
+                {"status": "unavailable", "reason": "database unreachable"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            )
+        return JSON({"status": "ok"})

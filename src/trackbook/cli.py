@@ -1,0 +1,229 @@
+"""The `trackbook` command: serve, migrate, accounts and keys."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from trackbook.accounts import service as accounts
+from trackbook.accounts.service import Account, IssuedKey
+from trackbook.clock import SystemClock
+from trackbook.db import migrate as migrations
+from trackbook.db.engine import Database
+from trackbook.errors import DomainError
+from trackbook.settings import Settings, SettingsError, load_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="Trackbook: contact event tracking.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+clock = SystemClock()
+
+
+class OnOff(enum.StrEnum):
+    on = "on"
+    off = "off"
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as error:
+        err.print(f"error: {error}")
+        raise typer.Exit(2) from None
+
+
+def _run(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
+    """Migrates, then runs `work` against the configured database."""
+    settings = _settings()
+    migrations.upgrade(settings.database_url)
+
+    async def main() -> T:
+        db = Database(settings.database_url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(main())
+    except DomainError as error:
+        err.print(f"error: {error.message}")
+        raise typer.Exit(1) from None
+
+
+def _write(work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def in_transaction(db: Database) -> T:
+        return await db.write(work, *args, **kwargs)
+
+    return _run(in_transaction)
+
+
+def _show_account(account: Account) -> None:
+    out.print(f"id: {account.id}")
+    out.print(f"name: {account.name}")
+    out.print(f"timezone: {account.timezone}")
+    out.print(f"tracking: {'on' if account.tracking_enabled else 'off'}")
+
+
+def _show_key(issued: IssuedKey) -> None:
+    out.print(f"API key for account {issued.key.account_id} (shown once, store it now):")
+    out.print(issued.secret)
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database to the newest schema."""
+    settings = _settings()
+    migrations.upgrade(settings.database_url)
+    out.print("database is up to date")
+
+
+async def _bootstrap(db: Database) -> IssuedKey | None:
+    """On an empty database: a default account and its first key."""
+    async with db.transaction() as conn:
+        if await accounts.list_accounts(conn):
+            return None
+        account = await accounts.create_account(conn, "Default", now=clock.now())
+        return await accounts.create_key(conn, account.id, now=clock.now(), name="first key")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Overrides TRACKBOOK_HOST.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides TRACKBOOK_PORT.")] = None,
+) -> None:
+    """Migrate, then serve the API (embedded SQLite unless TRACKBOOK_DATABASE_URL is set)."""
+    import uvicorn  # noqa: PLC0415 - only serve needs the server
+
+    from trackbook.app import create_app  # noqa: PLC0415
+
+    settings = _settings()
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    issued = _run(_bootstrap)
+    out.print(f"Trackbook is serving on {settings.base_url}")
+    out.print(f"API docs: {settings.base_url}/docs")
+    if issued is not None:
+        out.print(f"Created the account 'Default' (id {issued.key.account_id}).")
+        _show_key(issued)
+    sys.stdout.flush()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str,
+    timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin.")] = "UTC",
+) -> None:
+    """Create an account."""
+    account = _write(accounts.create_account, name, now=clock.now(), timezone=timezone)
+    _show_account(account)
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    """List accounts."""
+
+    async def work(db: Database) -> list[Account]:
+        return await db.query(accounts.list_accounts)
+
+    table = Table("id", "name", "timezone", "tracking", box=None)
+    for account in _run(work):
+        table.add_row(
+            str(account.id),
+            account.name,
+            account.timezone,
+            "on" if account.tracking_enabled else "off",
+        )
+    out.print(table)
+
+
+@accounts_app.command("show")
+def accounts_show(account_id: int) -> None:
+    """Show an account's settings."""
+
+    async def work(db: Database) -> Account:
+        return await db.query(accounts.get_account, account_id)
+
+    _show_account(_run(work))
+
+
+@accounts_app.command("set")
+def accounts_set(
+    account_id: int,
+    tracking: Annotated[OnOff | None, typer.Option(help="Turn event tracking on or off.")] = None,
+    timezone: Annotated[str | None, typer.Option(help="IANA time zone.")] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Change an account's name, time zone or tracking switch."""
+    account = _write(
+        accounts.update_account,
+        account_id,
+        name=name,
+        timezone=timezone,
+        tracking_enabled=None if tracking is None else tracking is OnOff.on,
+    )
+    _show_account(account)
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[int, typer.Option("--account", help="Account id.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+) -> None:
+    """Create an API key; it is shown once."""
+    _show_key(_write(accounts.create_key, account, now=clock.now(), name=name))
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[int | None, typer.Option("--account", help="Only this account.")] = None,
+) -> None:
+    """List keys by prefix (the secret itself is never stored)."""
+
+    async def work(db: Database) -> list[accounts.ApiKey]:
+        return await db.query(accounts.list_keys, account)
+
+    table = Table("prefix", "account", "name", "created", "last used", "revoked", box=None)
+    for key in _run(work):
+        table.add_row(
+            key.prefix + "…",
+            str(key.account_id),
+            key.name,
+            key.created_at.strftime("%Y-%m-%d %H:%M"),
+            key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "-",
+            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "-",
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str) -> None:
+    """Revoke the key with this prefix; requests with it are refused from now on."""
+    key = _write(accounts.revoke_key, prefix.rstrip("…"), now=clock.now())
+    out.print(f"revoked {key.prefix}… of account {key.account_id}")
+
+
+def main() -> None:
+    app()

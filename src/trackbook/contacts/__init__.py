@@ -1,0 +1,1 @@
+"""Contacts: identity resolution, anonymous ids, lists and their members."""

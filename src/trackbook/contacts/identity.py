@@ -1,0 +1,85 @@
+"""How a request names a contact, and how those names are normalised."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from trackbook.errors import Invalid
+
+
+class UnknownContact(enum.Enum):
+    """What track() does when the named contact does not exist yet."""
+
+    REJECT = "reject"
+    CREATE_IDENTIFIED = "create_identified"
+    """Create it when an email or external id names it; reject an unknown id or anonymous id."""
+    CREATE_ALWAYS = "create_always"
+    """As CREATE_IDENTIFIED, and an unknown anonymous id gets an anonymous contact."""
+
+
+def normalise_email(email: str, field: str = "email") -> str:
+    email = email.strip().lower()
+    try:
+        validate_email(email, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as error:
+        raise Invalid(field, f"is not a valid email address: {error}") from None
+    return email
+
+
+def _text(value: str, field: str, limit: int = 255) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= limit:
+        raise Invalid(field, f"must be 1 to {limit} characters")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRef:
+    """One way of naming a contact. Lookup uses the first given of id, email,
+    external_id, wp_user_id, anonymous_id; a new contact gets email and external id."""
+
+    id: int | None = None
+    email: str | None = None
+    external_id: str | None = None
+    wp_user_id: int | None = None
+    anonymous_id: str | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        id: int | None = None,
+        email: str | None = None,
+        external_id: str | None = None,
+        wp_user_id: int | None = None,
+        anonymous_id: str | None = None,
+        field: str = "contact",
+    ) -> ContactRef:
+        ref = cls(
+            id=id,
+            email=None if email is None else normalise_email(email, f"{field}.email"),
+            external_id=None if external_id is None else _text(external_id, f"{field}.external_id"),
+            wp_user_id=wp_user_id,
+            anonymous_id=None
+            if anonymous_id is None
+            else _text(anonymous_id, f"{field}.anonymous_id"),
+        )
+        if ref.lookup is None:
+            raise Invalid(field, "must name a contact by id, email, external_id or anonymous_id")
+        return ref
+
+    @property
+    def lookup(self) -> tuple[str, int | str] | None:
+        """The (kind, value) used to find the contact."""
+        for kind in ("id", "email", "external_id", "wp_user_id", "anonymous_id"):
+            value = getattr(self, kind)
+            if value is not None:
+                return kind, value
+        return None
+
+    @property
+    def identified(self) -> bool:
+        return self.email is not None or self.external_id is not None

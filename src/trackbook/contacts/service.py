@@ -1,0 +1,507 @@
+"""Find, create, change and merge contacts; lists and their members."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackbook.contacts.errors import ContactConflict, ContactNotFound, ListConflict, ListNotFound
+from trackbook.contacts.identity import ContactRef, UnknownContact
+from trackbook.db.tables import (
+    contact_aliases,
+    contacts,
+    event_summaries,
+    events,
+    list_members,
+    lists,
+)
+from trackbook.db.upsert import upsert
+from trackbook.errors import Invalid
+
+STATUSES = ("subscribed", "pending", "unsubscribed", "bounced", "complained", "transactional")
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int
+    email: str | None
+    external_id: str | None
+    wp_user_id: int | None
+    first_name: str | None
+    last_name: str | None
+    status: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDetails:
+    contact: Contact
+    aliases: list[str]
+    list_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class ContactList:
+    id: int
+    name: str
+    created_at: datetime
+    member_count: int
+
+
+def _contact(row: sa.Row[Any]) -> Contact:
+    return Contact(
+        id=row.id,
+        email=row.email,
+        external_id=row.external_id,
+        wp_user_id=row.wp_user_id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def check_status(status: str) -> str:
+    if status not in STATUSES:
+        raise Invalid("status", f"must be one of {', '.join(STATUSES)}")
+    return status
+
+
+_LOOKUP_COLUMNS: Mapping[str, sa.Column[Any]] = {
+    "id": contacts.c.id,
+    "email": contacts.c.email,
+    "external_id": contacts.c.external_id,
+    "wp_user_id": contacts.c.wp_user_id,
+}
+
+
+async def _find_ids(
+    conn: AsyncConnection, account_id: int, refs: Iterable[ContactRef]
+) -> dict[ContactRef, int]:
+    """One query per kind of identifier, whatever the number of refs."""
+    wanted: dict[str, dict[int | str, list[ContactRef]]] = {}
+    for ref in refs:
+        lookup = ref.lookup
+        assert lookup is not None  # noqa: S101 - ContactRef.build guarantees one
+        kind, value = lookup
+        wanted.setdefault(kind, {}).setdefault(value, []).append(ref)
+    found: dict[ContactRef, int] = {}
+    for kind, by_value in wanted.items():
+        if kind == "anonymous_id":
+            key_column, id_column = contact_aliases.c.alias, contact_aliases.c.contact_id
+            scope = contact_aliases.c.account_id
+        else:
+            key_column, id_column, scope = (
+                _LOOKUP_COLUMNS[kind],
+                contacts.c.id,
+                contacts.c.account_id,
+            )
+        rows = await conn.execute(
+            sa.select(key_column, id_column).where(
+                scope == account_id, key_column.in_(list(by_value))
+            )
+        )
+        for value, contact_id in rows.tuples():
+            for ref in by_value.get(value, ()):
+                found[ref] = contact_id
+    return found
+
+
+async def _insert_contact(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    now: datetime,
+    email: str | None = None,
+    external_id: str | None = None,
+    wp_user_id: int | None = None,
+    first_name: str | None = None,
+    last_name: str | None = None,
+    status: str = "subscribed",
+) -> sa.Row[Any]:
+    return (
+        await conn.execute(
+            contacts.insert()
+            .values(
+                account_id=account_id,
+                email=email,
+                external_id=external_id,
+                wp_user_id=wp_user_id,
+                first_name=first_name,
+                last_name=last_name,
+                status=status,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(*contacts.c)
+        )
+    ).one()
+
+
+async def resolve_contacts(
+    conn: AsyncConnection,
+    account_id: int,
+    wanted: Mapping[ContactRef, UnknownContact],
+    *,
+    now: datetime,
+) -> dict[ContactRef, int | ContactNotFound]:
+    """The contact id for each ref, creating contacts as each ref's policy allows.
+
+    A concurrent creation of the same contact by another process surfaces as an
+    IntegrityError; the caller retries and then finds the contact.
+    """
+    resolved: dict[ContactRef, int | ContactNotFound] = dict(
+        await _find_ids(conn, account_id, wanted)
+    )
+    for ref, policy in wanted.items():
+        if ref in resolved:
+            continue
+        kind = ref.lookup[0] if ref.lookup else "contact"
+        creatable = kind not in ("id", "wp_user_id") and (
+            (policy is UnknownContact.CREATE_IDENTIFIED and ref.identified)
+            or policy is UnknownContact.CREATE_ALWAYS
+        )
+        if not creatable:
+            resolved[ref] = ContactNotFound(f"no contact has this {kind}")
+            continue
+        row = await _insert_contact(
+            conn, account_id, now=now, email=ref.email, external_id=ref.external_id
+        )
+        if ref.anonymous_id is not None:
+            await conn.execute(
+                contact_aliases.insert().values(
+                    account_id=account_id, alias=ref.anonymous_id, contact_id=row.id, created_at=now
+                )
+            )
+        resolved[ref] = row.id
+    return resolved
+
+
+async def resolve_contact(
+    conn: AsyncConnection,
+    account_id: int,
+    ref: ContactRef,
+    policy: UnknownContact,
+    *,
+    now: datetime,
+) -> int:
+    result = (await resolve_contacts(conn, account_id, {ref: policy}, now=now))[ref]
+    if isinstance(result, ContactNotFound):
+        raise result
+    return result
+
+
+async def get_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> Contact:
+    row = (
+        await conn.execute(
+            sa.select(contacts).where(
+                contacts.c.account_id == account_id, contacts.c.id == contact_id
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        raise ContactNotFound(f"contact {contact_id} does not exist")
+    return _contact(row)
+
+
+async def get_contact_details(
+    conn: AsyncConnection, account_id: int, contact_id: int
+) -> ContactDetails:
+    contact = await get_contact(conn, account_id, contact_id)
+    aliases = await conn.scalars(
+        sa.select(contact_aliases.c.alias)
+        .where(
+            contact_aliases.c.account_id == account_id,
+            contact_aliases.c.contact_id == contact_id,
+        )
+        .order_by(contact_aliases.c.id)
+    )
+    list_ids = await conn.scalars(
+        sa.select(list_members.c.list_id)
+        .where(list_members.c.account_id == account_id, list_members.c.contact_id == contact_id)
+        .order_by(list_members.c.list_id)
+    )
+    return ContactDetails(contact, list(aliases), list(list_ids))
+
+
+async def find_contacts(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    email: str | None = None,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[Contact]:
+    query = (
+        sa.select(contacts)
+        .where(contacts.c.account_id == account_id)
+        .order_by(contacts.c.id)
+        .limit(limit)
+    )
+    if email is not None:
+        query = query.where(contacts.c.email == email)
+    if after_id is not None:
+        query = query.where(contacts.c.id > after_id)
+    return [_contact(row) for row in await conn.execute(query)]
+
+
+async def _id_by(
+    conn: AsyncConnection, account_id: int, column: sa.Column[Any], value: object
+) -> int | None:
+    return await conn.scalar(
+        sa.select(contacts.c.id).where(contacts.c.account_id == account_id, column == value)
+    )
+
+
+async def upsert_contact(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    now: datetime,
+    email: str | None = None,
+    external_id: str | None = None,
+    fields: Mapping[str, Any] | None = None,
+) -> tuple[Contact, bool]:
+    """The contact with this email or external id, updated with `fields`, or a new one.
+    Returns the contact and whether it was created."""
+    if email is None and external_id is None:
+        raise Invalid("email", "or external_id is required")
+    by_email = None if email is None else await _id_by(conn, account_id, contacts.c.email, email)
+    by_external = (
+        None
+        if external_id is None
+        else await _id_by(conn, account_id, contacts.c.external_id, external_id)
+    )
+    if by_email is not None and by_external is not None and by_email != by_external:
+        raise ContactConflict("email and external_id belong to two different contacts")
+    existing = by_email if by_email is not None else by_external
+    changes = dict(fields or {})
+    if existing is None:
+        row = await _insert_contact(
+            conn, account_id, now=now, email=email, external_id=external_id, **changes
+        )
+        return _contact(row), True
+    if email is not None:
+        changes["email"] = email
+    if external_id is not None:
+        changes["external_id"] = external_id
+    return await update_contact(conn, account_id, existing, now=now, changes=changes), False
+
+
+async def update_contact(
+    conn: AsyncConnection,
+    account_id: int,
+    contact_id: int,
+    *,
+    now: datetime,
+    changes: Mapping[str, Any],
+) -> Contact:
+    for column in ("email", "external_id", "wp_user_id"):
+        value = changes.get(column)
+        if value is None:
+            continue
+        holder = await _id_by(conn, account_id, contacts.c[column], value)
+        if holder is not None and holder != contact_id:
+            raise ContactConflict(f"another contact already has this {column}")
+    row = (
+        await conn.execute(
+            contacts.update()
+            .where(contacts.c.account_id == account_id, contacts.c.id == contact_id)
+            .values(**changes, updated_at=now)
+            .returning(*contacts.c)
+        )
+    ).one_or_none()
+    if row is None:
+        raise ContactNotFound(f"contact {contact_id} does not exist")
+    return _contact(row)
+
+
+async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> None:
+    """Deletes the contact with its events, counters, aliases and memberships."""
+    await get_contact(conn, account_id, contact_id)
+    for table in (events, event_summaries, contact_aliases, list_members):
+        await conn.execute(
+            table.delete().where(table.c.account_id == account_id, table.c.contact_id == contact_id)
+        )
+    await conn.execute(
+        contacts.delete().where(contacts.c.account_id == account_id, contacts.c.id == contact_id)
+    )
+
+
+async def identify(
+    conn: AsyncConnection,
+    account_id: int,
+    anonymous_id: str,
+    ref: ContactRef,
+    *,
+    now: datetime,
+    changes: Mapping[str, Any] | None = None,
+) -> Contact:
+    """Links an anonymous id to a contact. Events and counters of the anonymous
+    contact it named until now move to that contact, which then replaces it."""
+    target = await resolve_contact(conn, account_id, ref, UnknownContact.CREATE_IDENTIFIED, now=now)
+    current = await conn.scalar(
+        sa.select(contact_aliases.c.contact_id).where(
+            contact_aliases.c.account_id == account_id, contact_aliases.c.alias == anonymous_id
+        )
+    )
+    if current is None:
+        await conn.execute(
+            contact_aliases.insert().values(
+                account_id=account_id, alias=anonymous_id, contact_id=target, created_at=now
+            )
+        )
+    elif current != target:
+        source = await get_contact(conn, account_id, current)
+        if source.email or source.external_id or source.wp_user_id:
+            raise ContactConflict("anonymous_id already belongs to another identified contact")
+        await _merge_into(conn, account_id, source.id, target, now=now)
+    return await update_contact(conn, account_id, target, now=now, changes=changes or {})
+
+
+async def _merge_into(
+    conn: AsyncConnection, account_id: int, source: int, target: int, *, now: datetime
+) -> None:
+    def owned_by_source(table: sa.Table) -> sa.ColumnElement[bool]:
+        return sa.and_(table.c.account_id == account_id, table.c.contact_id == source)
+
+    await conn.execute(events.update().where(owned_by_source(events)).values(contact_id=target))
+    await conn.execute(
+        contact_aliases.update().where(owned_by_source(contact_aliases)).values(contact_id=target)
+    )
+    summaries = (
+        await conn.execute(sa.select(event_summaries).where(owned_by_source(event_summaries)))
+    ).all()
+    if summaries:
+        statement = upsert(conn, event_summaries)
+        newer = statement.excluded.updated_at > event_summaries.c.updated_at
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["account_id", "contact_id", "name", "title"],
+                set_={
+                    "counter": event_summaries.c.counter + statement.excluded.counter,
+                    "last_value": sa.case(
+                        (newer, statement.excluded.last_value), else_=event_summaries.c.last_value
+                    ),
+                    "provider": sa.case(
+                        (newer, statement.excluded.provider), else_=event_summaries.c.provider
+                    ),
+                    "created_at": sa.case(
+                        (
+                            statement.excluded.created_at < event_summaries.c.created_at,
+                            statement.excluded.created_at,
+                        ),
+                        else_=event_summaries.c.created_at,
+                    ),
+                    "updated_at": sa.case(
+                        (newer, statement.excluded.updated_at), else_=event_summaries.c.updated_at
+                    ),
+                },
+            ),
+            [
+                {
+                    "account_id": account_id,
+                    "contact_id": target,
+                    "name": summary.name,
+                    "title": summary.title,
+                    "counter": summary.counter,
+                    "last_value": summary.last_value,
+                    "provider": summary.provider,
+                    "created_at": summary.created_at,
+                    "updated_at": summary.updated_at,
+                }
+                for summary in summaries
+            ],
+        )
+    memberships = await conn.scalars(
+        sa.select(list_members.c.list_id).where(owned_by_source(list_members))
+    )
+    for list_id in memberships.all():
+        await conn.execute(
+            upsert(conn, list_members)
+            .values(account_id=account_id, list_id=list_id, contact_id=target, created_at=now)
+            .on_conflict_do_nothing()
+        )
+    await delete_contact(conn, account_id, source)
+
+
+async def create_list(
+    conn: AsyncConnection, account_id: int, name: str, *, now: datetime
+) -> ContactList:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise Invalid("name", "must be 1 to 200 characters")
+    taken = await conn.scalar(
+        sa.select(lists.c.id).where(lists.c.account_id == account_id, lists.c.name == name)
+    )
+    if taken is not None:
+        raise ListConflict(f"a list named {name!r} already exists")
+    row = (
+        await conn.execute(
+            lists.insert()
+            .values(account_id=account_id, name=name, created_at=now)
+            .returning(*lists.c)
+        )
+    ).one()
+    return ContactList(row.id, row.name, row.created_at, 0)
+
+
+def _lists_query(account_id: int) -> sa.Select[Any]:
+    members = (
+        sa.select(sa.func.count())
+        .where(list_members.c.account_id == account_id, list_members.c.list_id == lists.c.id)
+        .scalar_subquery()
+    )
+    return (
+        sa.select(lists.c.id, lists.c.name, lists.c.created_at, members.label("member_count"))
+        .where(lists.c.account_id == account_id)
+        .order_by(lists.c.id)
+    )
+
+
+async def list_lists(conn: AsyncConnection, account_id: int) -> list[ContactList]:
+    return [ContactList(*row) for row in (await conn.execute(_lists_query(account_id))).tuples()]
+
+
+async def get_list(conn: AsyncConnection, account_id: int, list_id: int) -> ContactList:
+    row = (await conn.execute(_lists_query(account_id).where(lists.c.id == list_id))).one_or_none()
+    if row is None:
+        raise ListNotFound(f"list {list_id} does not exist")
+    return ContactList(*row)
+
+
+async def add_to_list(
+    conn: AsyncConnection, account_id: int, list_id: int, contact_id: int, *, now: datetime
+) -> bool:
+    """Adds the contact to the list; False when it was already a member."""
+    await get_list(conn, account_id, list_id)
+    await get_contact(conn, account_id, contact_id)
+    inserted = await conn.execute(
+        upsert(conn, list_members)
+        .values(account_id=account_id, list_id=list_id, contact_id=contact_id, created_at=now)
+        .on_conflict_do_nothing()
+    )
+    return bool(inserted.rowcount)
+
+
+async def remove_from_list(
+    conn: AsyncConnection, account_id: int, list_id: int, contact_id: int
+) -> None:
+    await get_list(conn, account_id, list_id)
+    await get_contact(conn, account_id, contact_id)
+    deleted = await conn.execute(
+        list_members.delete().where(
+            list_members.c.account_id == account_id,
+            list_members.c.list_id == list_id,
+            list_members.c.contact_id == contact_id,
+        )
+    )
+    if not deleted.rowcount:
+        raise ContactNotFound(f"contact {contact_id} is not on list {list_id}")

@@ -1,0 +1,1 @@
+"""Storage: engines, the schema as SQLAlchemy Core tables, and Alembic migrations."""

@@ -1,0 +1,141 @@
+"""Engines for SQLite (embedded, WAL) and PostgreSQL, and how storage failures surface."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class StorageUnavailable(Exception):
+    """The database could not be reached or refused to work; a retry may succeed."""
+
+
+# Errors that mean "the database is not there right now", as opposed to a bug or a
+# constraint violation: connection refused, server gone, SQLite file locked.
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, _UNAVAILABLE)
+
+
+class Database:
+    """A reader and a writer engine.
+
+    On SQLite they are two pools on one file: the writer begins every transaction
+    with BEGIN IMMEDIATE so that a read-then-write transaction cannot fail with a
+    stale snapshot, while readers keep WAL's concurrent reads. On PostgreSQL both
+    are the same engine.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = sa.make_url(url)
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            self.reader = self._sqlite_engine(immediate=False)
+            self.writer = self._sqlite_engine(immediate=True)
+        else:
+            self.reader = self.writer = create_async_engine(
+                self.url,
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_timeout=5,
+                connect_args={"timeout": 5},
+            )
+
+    def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
+        engine = create_async_engine(
+            self.url,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"timeout": 30},
+            pool_timeout=30,
+        )
+
+        @sa_event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Take transaction control from the sqlite3 module so BEGIN is ours.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+        @sa_event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: sa.Connection) -> None:
+            connection.exec_driver_sql(begin)
+
+        return engine
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.reader.connect() as connection:
+                yield connection
+        except _UNAVAILABLE as error:
+            if is_unavailable(error):
+                raise StorageUnavailable(str(error)) from error
+            raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One unit of work: commits when the block ends, rolls back on any error."""
+        try:
+            async with self.writer.begin() as connection:
+                yield connection
+        except _UNAVAILABLE as error:
+            if is_unavailable(error):
+                raise StorageUnavailable(str(error)) from error
+            raise
+
+    async def write(
+        self,
+        work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Runs a service function in a transaction of its own: one request, one transaction."""
+        async with self.transaction() as connection:
+            return await work(connection, *args, **kwargs)
+
+    async def query(
+        self,
+        work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Runs a read-only service function on a reader connection."""
+        async with self.read() as connection:
+            return await work(connection, *args, **kwargs)
+
+    async def ping(self) -> None:
+        async with self.read() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.reader.dispose()
+        if self.writer is not self.reader:
+            await self.writer.dispose()

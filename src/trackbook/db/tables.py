@@ -1,0 +1,177 @@
+"""The schema. Every table carries account_id and every unique key leads with it."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from trackbook.db.types import BigId, Json, UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _account_fk() -> sa.Column[int]:
+    return sa.Column(
+        "account_id", BigId, sa.ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False
+    )
+
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
+    sa.Column("tracking_enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(32), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_used_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("account_id", "prefix"),
+    sa.Index(None, "prefix"),
+)
+
+contacts = sa.Table(
+    "contacts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("external_id", sa.String(255), nullable=True),
+    sa.Column("wp_user_id", sa.BigInteger(), nullable=True),
+    sa.Column("first_name", sa.String(200), nullable=True),
+    sa.Column("last_name", sa.String(200), nullable=True),
+    sa.Column("status", sa.String(32), nullable=False, server_default="subscribed"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "email"),
+    sa.UniqueConstraint("account_id", "external_id"),
+    sa.UniqueConstraint("account_id", "wp_user_id"),
+)
+
+contact_aliases = sa.Table(
+    "contact_aliases",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("alias", sa.String(255), nullable=False),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "alias"),
+    sa.Index(None, "contact_id"),
+)
+
+lists = sa.Table(
+    "lists",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+)
+
+list_members = sa.Table(
+    "list_members",
+    metadata,
+    _account_fk(),
+    sa.Column("list_id", BigId, sa.ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "list_id", "contact_id"),
+    sa.Index(None, "contact_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("title", sa.String(255), nullable=True),
+    sa.Column("value", sa.Text(), nullable=True),
+    sa.Column("properties", Json, nullable=True),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("message_id", sa.String(255), nullable=True),
+    sa.Column("occurred_at", UTCDateTime(), nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "message_id"),
+    sa.Index("ix_events_timeline", "account_id", "contact_id", "occurred_at", "id"),
+    sa.Index("ix_events_name", "account_id", "name", "occurred_at"),
+)
+
+event_summaries = sa.Table(
+    "event_summaries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("counter", sa.BigInteger(), nullable=False),
+    sa.Column("last_value", sa.Text(), nullable=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "contact_id", "name", "title"),
+)
+
+event_names = sa.Table(
+    "event_names",
+    metadata,
+    _account_fk(),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("count", sa.BigInteger(), nullable=False),
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
+    sa.Column("last_seen", UTCDateTime(), nullable=False),
+    sa.Column("whitelisted", sa.Boolean(), nullable=False, server_default=sa.false()),
+    sa.PrimaryKeyConstraint("account_id", "name"),
+)
+
+event_properties = sa.Table(
+    "event_properties",
+    metadata,
+    _account_fk(),
+    sa.Column("event_name", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("first_seen", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "event_name", "name"),
+)
+
+dropped_events = sa.Table(
+    "dropped_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "account_id", "received_at"),
+)

@@ -1,0 +1,418 @@
+"""Routes of the native API: parse, call one service function, render."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from trackbook.accounts import service as accounts
+from trackbook.accounts.service import Account
+from trackbook.contacts import service as contacts
+from trackbook.contacts.identity import normalise_email
+from trackbook.contacts.service import Contact, ContactList, check_status
+from trackbook.dialects.native.errors import reply_for
+from trackbook.dialects.native.models import (
+    AccountPatchIn,
+    BatchIn,
+    ContactPatchIn,
+    ContactUpsertIn,
+    IdentifyIn,
+    ListIn,
+    TrackIn,
+)
+from trackbook.dialects.responses import JSON, ErrorReply, iso
+from trackbook.errors import DomainError, Invalid, NotFound
+from trackbook.events import queries
+from trackbook.events.errors import TrackingDisabled
+from trackbook.events.model import Event, TrackResult
+from trackbook.events.validation import parse_timestamp
+from trackbook.services import Services, services_of
+
+router = APIRouter(prefix="/v1")
+ServicesDep = Annotated[Services, Depends(services_of)]
+
+
+async def current_account(
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+) -> Account:
+    scheme, _, secret = (authorization or "").partition(" ")
+    presented = secret.strip() if scheme.lower() == "bearer" else None
+    return await accounts.authenticate(services.db, presented, now=services.clock.now())
+
+
+AccountDep = Annotated[Account, Depends(current_account)]
+
+
+def _account_body(account: Account) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "timezone": account.timezone,
+        "tracking_enabled": account.tracking_enabled,
+        "created_at": iso(account.created_at),
+    }
+
+
+def _contact_body(contact: Contact) -> dict[str, Any]:
+    return {
+        "id": contact.id,
+        "email": contact.email,
+        "external_id": contact.external_id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "status": contact.status,
+        "created_at": iso(contact.created_at),
+        "updated_at": iso(contact.updated_at),
+    }
+
+
+def _list_body(contact_list: ContactList) -> dict[str, Any]:
+    return {
+        "id": contact_list.id,
+        "name": contact_list.name,
+        "member_count": contact_list.member_count,
+        "created_at": iso(contact_list.created_at),
+    }
+
+
+def _event_body(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "contact_id": event.contact_id,
+        "event": event.name,
+        "title": event.title,
+        "value": event.value,
+        "properties": event.properties,
+        "source": event.source,
+        "message_id": event.message_id,
+        "occurred_at": iso(event.occurred_at),
+        "received_at": iso(event.received_at),
+    }
+
+
+def _tracked(result: TrackResult) -> dict[str, Any]:
+    return {
+        "id": result.event_id,
+        "contact_id": result.contact_id,
+        "occurred_at": iso(result.occurred_at),
+        "duplicate": result.duplicate,
+    }
+
+
+@router.get("/account", tags=["account"])
+async def get_account(account: AccountDep) -> JSON:
+    return JSON(_account_body(account))
+
+
+@router.patch("/account", tags=["account"])
+async def patch_account(body: AccountPatchIn, account: AccountDep, services: ServicesDep) -> JSON:
+    updated = await services.db.write(
+        accounts.update_account,
+        account.id,
+        name=body.name,
+        timezone=body.timezone,
+        tracking_enabled=body.tracking_enabled,
+    )
+    return JSON(_account_body(updated))
+
+
+@router.post("/track", status_code=201, tags=["events"])
+async def track(body: TrackIn, account: AccountDep, services: ServicesDep) -> JSON:
+    """Records one event; answers after it is committed. Replaying a `message_id`
+    answers 200 with the original event and `duplicate: true`."""
+    result = await services.events.track(account, body.command())
+    return JSON(_tracked(result), status_code=200 if result.duplicate else 201)
+
+
+@router.post("/batch", tags=["events"])
+async def batch(body: BatchIn, account: AccountDep, services: ServicesDep) -> JSON:
+    """Up to 1000 events; each is stored or refused on its own."""
+    limit = services.settings.batch_max_events
+    if len(body.events) > limit:
+        return JSON(
+            {
+                "error": {
+                    "code": "too_many_events",
+                    "message": f"a batch holds at most {limit} events",
+                }
+            },
+            status_code=413,
+        )
+    commands: list[Any] = []
+    for index, item in enumerate(body.events):
+        try:
+            commands.append(TrackIn.model_validate(item).command(f"events.{index}."))
+        except ValidationError as error:
+            commands.append(_item_invalid(error, index))
+        except DomainError as error:
+            commands.append(error)
+    outcomes = await services.events.track_many(account, commands)
+    results = [_batch_result(index, outcome) for index, outcome in enumerate(outcomes)]
+    if all(isinstance(outcome, TrackingDisabled) for outcome in outcomes) and outcomes:
+        raise TrackingDisabled
+    return JSON({"results": results})
+
+
+def _item_invalid(error: ValidationError, index: int) -> Invalid:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in (f"events.{index}", *first["loc"]))
+    return Invalid(field, first["msg"].lower())
+
+
+def _batch_result(index: int, outcome: TrackResult | Exception) -> dict[str, Any]:
+    if isinstance(outcome, TrackResult):
+        status = "duplicate" if outcome.duplicate else "created"
+        return {"index": index, "status": status, **_tracked(outcome)}
+    if isinstance(outcome, DomainError):
+        reply = reply_for(outcome, f"events.{index}.")
+    else:
+        reply = ErrorReply(503, "storage_unavailable", "storage is unavailable; retry this event")
+    error: dict[str, Any] = {"code": reply.code, "message": reply.message}
+    if reply.field is not None:
+        error["field"] = reply.field
+    return {"index": index, "status": "error", "error": error}
+
+
+@router.post("/identify", tags=["contacts"])
+async def identify(body: IdentifyIn, account: AccountDep, services: ServicesDep) -> JSON:
+    """Links an anonymous id to a contact; its earlier events move to that contact."""
+    changes = _traits(body.traits or {})
+    contact = await services.db.write(
+        contacts.identify,
+        account.id,
+        body.anonymous_id,
+        body.contact.ref(),
+        now=services.clock.now(),
+        changes=changes,
+    )
+    return JSON(_contact_body(contact))
+
+
+_TRAITS = ("first_name", "last_name", "status")
+
+
+def _traits(traits: dict[str, Any]) -> dict[str, Any]:
+    for name, value in traits.items():
+        if name not in _TRAITS:
+            raise Invalid(f"traits.{name}", f"is not stored; known traits: {', '.join(_TRAITS)}")
+        if value is not None and not isinstance(value, str):
+            raise Invalid(f"traits.{name}", "must be a string")
+    if traits.get("status") is not None:
+        check_status(traits["status"])
+    return traits
+
+
+@router.post("/contacts", status_code=201, tags=["contacts"])
+async def upsert_contact(body: ContactUpsertIn, account: AccountDep, services: ServicesDep) -> JSON:
+    """Creates the contact, or updates the one with this email or external_id (200)."""
+    fields = body.model_dump(exclude_unset=True, exclude={"email", "external_id"})
+    if fields.get("status") is not None:
+        check_status(fields["status"])
+    contact, created = await services.db.write(
+        contacts.upsert_contact,
+        account.id,
+        now=services.clock.now(),
+        email=None if body.email is None else normalise_email(body.email),
+        external_id=body.external_id,
+        fields=fields,
+    )
+    return JSON(_contact_body(contact), status_code=201 if created else 200)
+
+
+@router.get("/contacts", tags=["contacts"])
+async def find_contacts(
+    account: AccountDep,
+    services: ServicesDep,
+    email: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSON:
+    found = await services.db.query(
+        contacts.find_contacts,
+        account.id,
+        email=None if email is None else email.strip().lower(),
+        after_id=cursor,
+        limit=limit + 1,
+    )
+    page = found[:limit]
+    next_cursor = page[-1].id if len(found) > limit else None
+    return JSON({"data": [_contact_body(c) for c in page], "next_cursor": next_cursor})
+
+
+@router.get("/contacts/{contact_id}", tags=["contacts"])
+async def get_contact(contact_id: int, account: AccountDep, services: ServicesDep) -> JSON:
+    details = await services.db.query(contacts.get_contact_details, account.id, contact_id)
+    return JSON(
+        {
+            **_contact_body(details.contact),
+            "aliases": details.aliases,
+            "list_ids": details.list_ids,
+        }
+    )
+
+
+@router.patch("/contacts/{contact_id}", tags=["contacts"])
+async def patch_contact(
+    contact_id: int, body: ContactPatchIn, account: AccountDep, services: ServicesDep
+) -> JSON:
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("email") is not None:
+        changes["email"] = normalise_email(changes["email"])
+    if "status" in changes:
+        check_status(changes["status"] or "")
+    contact = await services.db.write(
+        contacts.update_contact, account.id, contact_id, now=services.clock.now(), changes=changes
+    )
+    return JSON(_contact_body(contact))
+
+
+@router.delete("/contacts/{contact_id}", status_code=204, tags=["contacts"])
+async def delete_contact(contact_id: int, account: AccountDep, services: ServicesDep) -> Response:
+    """Deletes the contact and everything recorded about it."""
+    await services.db.write(contacts.delete_contact, account.id, contact_id)
+    return Response(status_code=204)
+
+
+@router.get("/contacts/{contact_id}/events", tags=["events"])
+async def contact_events(
+    contact_id: int,
+    account: AccountDep,
+    services: ServicesDep,
+    name: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> JSON:
+    """The contact's events, newest first; pass `next_cursor` back for the next page."""
+    await services.db.query(contacts.get_contact, account.id, contact_id)
+    page = await services.db.query(
+        queries.timeline,
+        account.id,
+        contact_id,
+        name=name,
+        since=_time(since, "since"),
+        until=_time(until, "until"),
+        limit=limit,
+        cursor=cursor,
+    )
+    return JSON({"data": [_event_body(e) for e in page.events], "next_cursor": page.next_cursor})
+
+
+def _time(value: str | None, field: str) -> datetime | None:
+    return None if value is None else parse_timestamp(value, field)
+
+
+@router.get("/contacts/{contact_id}/counters", tags=["events"])
+async def contact_counters(contact_id: int, account: AccountDep, services: ServicesDep) -> JSON:
+    """One counter per (event, title) the contact performed: FluentCRM's view of events."""
+    await services.db.query(contacts.get_contact, account.id, contact_id)
+    rows = await services.db.query(queries.summaries, account.id, contact_id)
+    return JSON(
+        {
+            "data": [
+                {
+                    "id": row.id,
+                    "event": row.name,
+                    "title": row.title,
+                    "counter": row.counter,
+                    "value": row.last_value,
+                    "provider": row.provider,
+                    "created_at": iso(row.created_at),
+                    "updated_at": iso(row.updated_at),
+                }
+                for row in rows
+            ]
+        }
+    )
+
+
+@router.post("/lists", status_code=201, tags=["lists"])
+async def create_list(body: ListIn, account: AccountDep, services: ServicesDep) -> JSON:
+    created = await services.db.write(
+        contacts.create_list, account.id, body.name, now=services.clock.now()
+    )
+    return JSON(_list_body(created), status_code=201)
+
+
+@router.get("/lists", tags=["lists"])
+async def list_lists(account: AccountDep, services: ServicesDep) -> JSON:
+    found = await services.db.query(contacts.list_lists, account.id)
+    return JSON({"data": [_list_body(item) for item in found]})
+
+
+@router.get("/lists/{list_id}", tags=["lists"])
+async def get_list(list_id: int, account: AccountDep, services: ServicesDep) -> JSON:
+    return JSON(_list_body(await services.db.query(contacts.get_list, account.id, list_id)))
+
+
+@router.put("/lists/{list_id}/contacts/{contact_id}", tags=["lists"])
+async def add_to_list(
+    list_id: int, contact_id: int, account: AccountDep, services: ServicesDep
+) -> JSON:
+    """Adds the contact (201), or confirms it is already a member (200)."""
+    added = await services.db.write(
+        contacts.add_to_list, account.id, list_id, contact_id, now=services.clock.now()
+    )
+    return JSON(
+        {"list_id": list_id, "contact_id": contact_id, "member": True},
+        status_code=201 if added else 200,
+    )
+
+
+@router.delete("/lists/{list_id}/contacts/{contact_id}", status_code=204, tags=["lists"])
+async def remove_from_list(
+    list_id: int, contact_id: int, account: AccountDep, services: ServicesDep
+) -> Response:
+    await services.db.write(contacts.remove_from_list, account.id, list_id, contact_id)
+    return Response(status_code=204)
+
+
+@router.get("/event-names", tags=["events"])
+async def event_names(account: AccountDep, services: ServicesDep) -> JSON:
+    names = await services.db.query(queries.list_event_names, account.id)
+    return JSON(
+        {
+            "data": [
+                {
+                    "name": item.name,
+                    "count": item.count,
+                    "first_seen": iso(item.first_seen),
+                    "last_seen": iso(item.last_seen),
+                }
+                for item in names
+            ]
+        }
+    )
+
+
+@router.get("/event-names/{name}/properties", tags=["events"])
+async def event_name_properties(name: str, account: AccountDep, services: ServicesDep) -> JSON:
+    found = await services.db.query(queries.event_name_properties, account.id, name)
+    if found is None:
+        raise NotFound(f"no event named {name!r} has been tracked")
+    return JSON({"name": name, "properties": found})
+
+
+bench_router = APIRouter(prefix="/v1/_bench", include_in_schema=False)
+
+
+@bench_router.post("/validate", status_code=201)
+async def validate_only(body: TrackIn, account: AccountDep, services: ServicesDep) -> JSON:
+    """The reference for bench/ingest.py: the same parsing, auth and checks as
+    /v1/track, and no storage. Mounted only with TRACKBOOK_BENCH_ROUTES=true."""
+    pending = services.events.prepare(account, body.command())
+    return JSON(
+        {
+            "id": 0,
+            "contact_id": 0,
+            "occurred_at": iso(pending.occurred_at),
+            "duplicate": False,
+        },
+        status_code=201,
+    )

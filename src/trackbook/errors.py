@@ -1,0 +1,36 @@
+"""The domain errors services raise; each dialect renders them in its own wire format."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A request the domain refuses. `code` is stable and machine-readable."""
+
+    code = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(DomainError):
+    """A value the domain cannot accept; `field` names it in the domain's terms."""
+
+    code = "invalid"
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field} {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(DomainError):
+    """The thing does not exist in this account (another account's is not found either)."""
+
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request clashes with what is stored (a duplicate unique value)."""
+
+    code = "conflict"

@@ -1,0 +1,62 @@
+"""What a dialect asks of track(), and what it gets back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from trackbook.contacts.identity import ContactRef, UnknownContact
+
+
+@dataclass(frozen=True, slots=True)
+class TrackCommand:
+    """One event as every dialect hands it to the core, in the domain's terms."""
+
+    name: str
+    contact: ContactRef
+    source: str
+    unknown_contact: UnknownContact = UnknownContact.CREATE_IDENTIFIED
+    title: str | None = None
+    value: str | None = None
+    properties: dict[str, Any] | None = None
+    occurred_at: datetime | None = None
+    """When it happened, from the client; None means when it was received."""
+    message_id: str | None = None
+    provider: str | None = None
+    """The FluentCRM provider of the counter; defaults to the source."""
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A stored occurrence, as the core hands it back."""
+
+    id: int
+    contact_id: int
+    name: str
+    title: str | None
+    value: str | None
+    properties: dict[str, Any] | None
+    source: str
+    message_id: str | None
+    occurred_at: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TrackResult:
+    event_id: int
+    contact_id: int
+    occurred_at: datetime
+    received_at: datetime
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """A validated command with the account it belongs to and when it arrived."""
+
+    account_id: int
+    command: TrackCommand
+    occurred_at: datetime
+    received_at: datetime

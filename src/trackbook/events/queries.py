@@ -1,0 +1,172 @@
+"""Reading the event store: a contact's timeline, the name and property catalog."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackbook.db.tables import event_names, event_properties, event_summaries, events
+from trackbook.errors import Invalid
+from trackbook.events.model import Event
+
+
+@dataclass(frozen=True, slots=True)
+class EventName:
+    name: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+    whitelisted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    id: int
+    contact_id: int
+    name: str
+    title: str
+    counter: int
+    last_value: str | None
+    provider: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: list[Event]
+    next_cursor: str | None
+
+
+def encode_cursor(occurred_at: datetime, event_id: int) -> str:
+    raw = orjson.dumps([occurred_at.isoformat(), event_id])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        occurred_at, event_id = orjson.loads(raw)
+        return datetime.fromisoformat(occurred_at), int(event_id)
+    except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
+        raise Invalid("cursor", "is not a cursor this server issued") from None
+
+
+def _event(row: sa.Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        contact_id=row.contact_id,
+        name=row.name,
+        title=row.title,
+        value=row.value,
+        properties=row.properties,
+        source=row.source,
+        message_id=row.message_id,
+        occurred_at=row.occurred_at,
+        received_at=row.received_at,
+    )
+
+
+async def timeline(
+    conn: AsyncConnection,
+    account_id: int,
+    contact_id: int,
+    *,
+    name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page:
+    """A contact's events, newest first, `limit` at a time (keyset pagination)."""
+    query = (
+        sa.select(events)
+        .where(events.c.account_id == account_id, events.c.contact_id == contact_id)
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+        .limit(limit + 1)
+    )
+    if name is not None:
+        query = query.where(events.c.name == name)
+    if since is not None:
+        query = query.where(events.c.occurred_at >= since)
+    if until is not None:
+        query = query.where(events.c.occurred_at < until)
+    if cursor is not None:
+        before_at, before_id = decode_cursor(cursor)
+        query = query.where(
+            sa.or_(
+                events.c.occurred_at < before_at,
+                sa.and_(events.c.occurred_at == before_at, events.c.id < before_id),
+            )
+        )
+    rows = (await conn.execute(query)).all()
+    page = [_event(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return Page(page, encode_cursor(page[-1].occurred_at, page[-1].id) if more else None)
+
+
+async def summaries(conn: AsyncConnection, account_id: int, contact_id: int) -> list[EventSummary]:
+    """The per-(name, title) counters of a contact, most recently updated first."""
+    rows = await conn.execute(
+        sa.select(event_summaries)
+        .where(
+            event_summaries.c.account_id == account_id,
+            event_summaries.c.contact_id == contact_id,
+        )
+        .order_by(event_summaries.c.updated_at.desc(), event_summaries.c.id.desc())
+    )
+    return [
+        EventSummary(
+            id=row.id,
+            contact_id=row.contact_id,
+            name=row.name,
+            title=row.title,
+            counter=row.counter,
+            last_value=row.last_value,
+            provider=row.provider,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+        for row in rows
+    ]
+
+
+async def list_event_names(conn: AsyncConnection, account_id: int) -> list[EventName]:
+    rows = await conn.execute(
+        sa.select(event_names)
+        .where(event_names.c.account_id == account_id)
+        .order_by(event_names.c.name)
+    )
+    return [
+        EventName(row.name, row.count, row.first_seen, row.last_seen, row.whitelisted)
+        for row in rows
+    ]
+
+
+async def event_name_properties(
+    conn: AsyncConnection, account_id: int, name: str
+) -> list[str] | None:
+    """Property names seen with an event name; None when the name was never tracked."""
+    known = await conn.scalar(
+        sa.select(event_names.c.name).where(
+            event_names.c.account_id == account_id, event_names.c.name == name
+        )
+    )
+    if known is None:
+        return None
+    rows = await conn.scalars(
+        sa.select(event_properties.c.name)
+        .where(
+            event_properties.c.account_id == account_id,
+            event_properties.c.event_name == name,
+        )
+        .order_by(event_properties.c.name)
+    )
+    return list(rows)

@@ -1,0 +1,53 @@
+"""track(): the one way an event enters Trackbook, whichever dialect carries it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from trackbook.accounts.service import Account
+from trackbook.clock import Clock
+from trackbook.errors import DomainError
+from trackbook.events.errors import TrackingDisabled
+from trackbook.events.model import PendingEvent, TrackCommand, TrackResult
+from trackbook.events.validation import check_command
+from trackbook.events.writer import EventWriter
+
+
+class EventService:
+    def __init__(self, writer: EventWriter, clock: Clock) -> None:
+        self._writer = writer
+        self._clock = clock
+
+    def prepare(self, account: Account, command: TrackCommand) -> PendingEvent:
+        """Everything track() checks before storage: the account's switch and the limits."""
+        if not account.tracking_enabled:
+            raise TrackingDisabled
+        received_at = self._clock.now()
+        occurred_at = check_command(command, received_at=received_at)
+        return PendingEvent(account.id, command, occurred_at, received_at)
+
+    async def track(self, account: Account, command: TrackCommand) -> TrackResult:
+        """Stores one event and answers once it is committed. A replayed message id
+        stores nothing and answers with the original event, marked duplicate."""
+        return await self._writer.write(self.prepare(account, command))
+
+    async def track_many(
+        self, account: Account, commands: Sequence[TrackCommand | DomainError]
+    ) -> list[TrackResult | Exception]:
+        """Each command stored or refused on its own; all are queued at once so they
+        share as few transactions as possible. An error given in place of a command
+        (one the dialect could not even parse) is passed through in its place."""
+
+        async def one(command: TrackCommand | DomainError) -> TrackResult:
+            if isinstance(command, DomainError):
+                raise command
+            return await self.track(account, command)
+
+        outcomes = await asyncio.gather(
+            *(one(command) for command in commands), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome
+        return outcomes  # type: ignore[return-value]

@@ -1,0 +1,78 @@
+"""The limits every event must respect, whichever dialect it came through."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from trackbook.errors import Invalid
+from trackbook.events.model import TrackCommand
+
+NAME_MAX = 255
+TITLE_MAX = 255
+VALUE_MAX = 65_535
+MESSAGE_ID_MAX = 255
+PROPERTIES_MAX_BYTES = 32 * 1024
+PROPERTIES_MAX_DEPTH = 5
+FUTURE_TOLERANCE = timedelta(minutes=10)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0
+
+
+def _bounded(value: str | None, field: str, limit: int) -> None:
+    if value is not None and len(value) > limit:
+        raise Invalid(field, f"must be at most {limit} characters")
+
+
+def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
+    """Raises Invalid for the first limit `command` breaks; returns its occurred_at."""
+    if not 1 <= len(command.name) <= NAME_MAX or not command.name.strip():
+        raise Invalid("name", f"must be 1 to {NAME_MAX} characters")
+    _bounded(command.title, "title", TITLE_MAX)
+    _bounded(command.value, "value", VALUE_MAX)
+    _bounded(command.message_id, "message_id", MESSAGE_ID_MAX)
+    if command.message_id is not None and not command.message_id:
+        raise Invalid("message_id", "must not be empty")
+    if command.properties is not None:
+        if not isinstance(command.properties, dict):
+            raise Invalid("properties", "must be an object")
+        try:
+            size = len(orjson.dumps(command.properties))
+        except TypeError as error:
+            raise Invalid("properties", f"cannot be stored as JSON: {error}") from None
+        if size > PROPERTIES_MAX_BYTES:
+            raise Invalid("properties", f"must be at most {PROPERTIES_MAX_BYTES} bytes as JSON")
+        if _depth(command.properties) > PROPERTIES_MAX_DEPTH:
+            raise Invalid("properties", f"must be nested at most {PROPERTIES_MAX_DEPTH} deep")
+    occurred_at = command.occurred_at or received_at
+    if occurred_at.tzinfo is None:
+        raise Invalid("occurred_at", "must carry a UTC offset")
+    if occurred_at - received_at > FUTURE_TOLERANCE:
+        raise Invalid("occurred_at", "is more than 10 minutes in the future")
+    return occurred_at.astimezone(UTC)
+
+
+def parse_timestamp(value: str | float, field: str = "occurred_at") -> datetime:
+    """An ISO 8601 time with an offset (`Z` included) or seconds since the Unix epoch."""
+    if isinstance(value, bool):
+        raise Invalid(field, "must be an ISO 8601 time or seconds since the epoch")
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise Invalid(field, "is out of range") from None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Invalid(field, "must be an ISO 8601 time or seconds since the epoch") from None
+    if parsed.tzinfo is None:
+        raise Invalid(field, "must carry a UTC offset, such as Z or +02:00")
+    return parsed

@@ -1,0 +1,133 @@
+"""Group commit: concurrent track() calls share one transaction, written by one task.
+
+Every caller waits on a future that is answered only after the transaction holding
+its event has committed. While a group is being written, new events queue up and
+form the next group, so the group size follows the load with no added wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from trackbook.clock import Clock
+from trackbook.contacts.errors import ContactConflict, ContactNotFound
+from trackbook.db.engine import Database, StorageUnavailable
+from trackbook.events.model import PendingEvent, TrackResult
+from trackbook.events.store import write_group
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    event: PendingEvent
+    answer: asyncio.Future[TrackResult] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class EventWriter:
+    def __init__(
+        self, db: Database, clock: Clock, *, max_events: int = 1000, max_wait_ms: float = 0.0
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._max_events = max_events
+        self._max_wait = max_wait_ms / 1000
+        self._queue: asyncio.Queue[_Waiting | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.groups_written = 0
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="trackbook-event-writer")
+
+    async def stop(self) -> None:
+        """Writes what is already queued, then stops."""
+        if self._task is None:
+            return
+        self._queue.put_nowait(None)
+        await self._task
+        self._task = None
+
+    async def write(self, event: PendingEvent) -> TrackResult:
+        if self._task is None or self._task.done():
+            raise StorageUnavailable("the event writer is not running")
+        waiting = _Waiting(event)
+        self._queue.put_nowait(waiting)
+        return await waiting.answer
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            deadline = time.monotonic() + self._max_wait
+            while len(group) < self._max_events:
+                try:
+                    item = self._queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), remaining)
+                    except TimeoutError:
+                        break
+                if item is None:
+                    stopping = True
+                    break
+                group.append(item)
+            await self._write(group)
+
+    async def _write(self, group: list[_Waiting], *, retried: bool = False) -> None:
+        try:
+            await self._commit(group)
+        except StorageUnavailable as error:
+            self._fail(group, error)
+        except sa.exc.IntegrityError as error:
+            if len(group) > 1 or not retried:
+                # A unique clash with another process (the same new contact, the same
+                # message id) or with another event of this group: write each event
+                # alone, so each sees what the others committed and only a real
+                # conflict fails.
+                log.info("group of %d clashed (%s); writing one by one", len(group), error.orig)
+                for waiting in group:
+                    await self._write([waiting], retried=True)
+            else:
+                self._fail(group, ContactConflict("the contact clashes with another contact"))
+        except Exception as error:
+            if len(group) > 1:
+                for waiting in group:
+                    await self._write([waiting], retried=True)
+            else:
+                log.exception("event could not be written")
+                self._fail(group, StorageUnavailable(str(error)))
+        finally:
+            self.groups_written += 1
+
+    async def _commit(self, group: list[_Waiting]) -> None:
+        async with self._db.transaction() as conn:
+            outcomes = await write_group(
+                conn, [waiting.event for waiting in group], now=self._clock.now()
+            )
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            if waiting.answer.done():
+                continue
+            if isinstance(outcome, ContactNotFound):
+                waiting.answer.set_exception(outcome)
+            else:
+                waiting.answer.set_result(outcome)
+
+    @staticmethod
+    def _fail(group: list[_Waiting], error: BaseException) -> None:
+        for waiting in group:
+            if not waiting.answer.done():
+                waiting.answer.set_exception(error)
