@@ -100,7 +100,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)  # noqa: S101
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-        reply = ErrorReply(error.status_code, code, str(error.detail), headers=error.headers)
+        headers = dict(error.headers) if error.headers else None
+        reply = ErrorReply(error.status_code, code, str(error.detail), headers=headers)
         return render_error(request.url.path, reply)
 
 

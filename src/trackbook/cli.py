@@ -6,6 +6,7 @@ import asyncio
 import enum
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -70,6 +71,18 @@ def _write(work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         return await db.write(work, *args, **kwargs)
 
     return _run(in_transaction)
+
+
+def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """Columns never wrap or truncate: a prefix or id must stay whole to be copied."""
+    table = Table(box=None)
+    for header in headers:
+        table.add_column(header, no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    # Piped or captured output is read by scripts: no terminal width to fit.
+    console = out if out.is_terminal else Console(width=1000, highlight=False)
+    console.print(table, crop=False)
 
 
 def _show_account(account: Account) -> None:
@@ -205,17 +218,23 @@ def keys_list(
     async def work(db: Database) -> list[accounts.ApiKey]:
         return await db.query(accounts.list_keys, account)
 
-    table = Table("prefix", "account", "name", "created", "last used", "revoked", box=None)
-    for key in _run(work):
-        table.add_row(
-            key.prefix + "…",
-            str(key.account_id),
-            key.name,
-            key.created_at.strftime("%Y-%m-%d %H:%M"),
-            key.last_used_at.strftime("%Y-%m-%d %H:%M") if key.last_used_at else "-",
-            key.revoked_at.strftime("%Y-%m-%d %H:%M") if key.revoked_at else "-",
-        )
-    out.print(table)
+    def when(moment: datetime | None) -> str:
+        return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+    _print_table(
+        ("prefix", "account", "name", "created", "last used", "revoked"),
+        [
+            (
+                key.prefix + "…",
+                str(key.account_id),
+                key.name or "-",
+                when(key.created_at),
+                when(key.last_used_at),
+                when(key.revoked_at),
+            )
+            for key in _run(work)
+        ],
+    )
 
 
 @keys_app.command("revoke")

@@ -108,7 +108,7 @@ async def _find_ids(
                 scope == account_id, key_column.in_(list(by_value))
             )
         )
-        for value, contact_id in rows.tuples():
+        for value, contact_id in rows:
             for ref in by_value.get(value, ()):
                 found[ref] = contact_id
     return found
@@ -467,7 +467,7 @@ def _lists_query(account_id: int) -> sa.Select[Any]:
 
 
 async def list_lists(conn: AsyncConnection, account_id: int) -> list[ContactList]:
-    return [ContactList(*row) for row in (await conn.execute(_lists_query(account_id))).tuples()]
+    return [ContactList(*row) for row in await conn.execute(_lists_query(account_id))]
 
 
 async def get_list(conn: AsyncConnection, account_id: int, list_id: int) -> ContactList:

@@ -90,26 +90,40 @@ class Database:
 
         return engine
 
+    @staticmethod
+    async def _connect(engine: AsyncEngine) -> AsyncConnection:
+        # Any failure to get a connection (refused, database not accepting
+        # connections, pool exhausted) is the database being unavailable.
+        try:
+            return await engine.connect()
+        except (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError, TimeoutError) as error:
+            raise StorageUnavailable(str(error)) from error
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        connection = await self._connect(self.reader)
         try:
-            async with self.reader.connect() as connection:
-                yield connection
+            yield connection
         except _UNAVAILABLE as error:
             if is_unavailable(error):
                 raise StorageUnavailable(str(error)) from error
             raise
+        finally:
+            await connection.close()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One unit of work: commits when the block ends, rolls back on any error."""
+        connection = await self._connect(self.writer)
         try:
-            async with self.writer.begin() as connection:
+            async with connection.begin():
                 yield connection
         except _UNAVAILABLE as error:
             if is_unavailable(error):
                 raise StorageUnavailable(str(error)) from error
             raise
+        finally:
+            await connection.close()
 
     async def write(
         self,

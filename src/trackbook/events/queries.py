@@ -145,7 +145,7 @@ async def list_event_names(conn: AsyncConnection, account_id: int) -> list[Event
         .order_by(event_names.c.name)
     )
     return [
-        EventName(row.name, row.count, row.first_seen, row.last_seen, row.whitelisted)
+        EventName(row.name, row._mapping["count"], row.first_seen, row.last_seen, row.whitelisted)
         for row in rows
     ]
 

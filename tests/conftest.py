@@ -1,0 +1,105 @@
+"""Every test that takes `client` runs against SQLite and against PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+
+from tests.support import (
+    ManualClock,
+    Tenant,
+    create_postgres_database,
+    drop_postgres_database,
+    make_tenant,
+    require_postgres,
+)
+from trackbook.app import create_app
+from trackbook.db.migrate import upgrade
+from trackbook.services import Services
+from trackbook.settings import Settings
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _new_database(backend: str, directory: Path) -> tuple[str, Callable[[], None]]:
+    """A fresh database of `backend`: its URL and how to remove it."""
+    if backend == "sqlite":
+        path = directory / "trackbook.db"
+        return f"sqlite+aiosqlite:///{path}", lambda: None
+    require_postgres()
+    name, url = create_postgres_database()
+    return url, lambda: drop_postgres_database(name)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One migrated database per backend, shared by the session: tests keep apart by
+    working in accounts of their own, as tenants do."""
+    url, remove = _new_database(backend, tmp_path_factory.mktemp(backend))
+    upgrade(url)
+    yield url
+    remove()
+
+
+@pytest.fixture
+def empty_database_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A database of its own, not even migrated, for tests of first start-up."""
+    url, remove = _new_database(backend, tmp_path)
+    yield url
+    remove()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: ManualClock) -> AsyncIterator[FastAPI]:
+    application = create_app(settings, clock=clock)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+def services(app: FastAPI) -> Services:
+    services: Services = app.state.services
+    return services
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://trackbook.test") as client:
+        yield client
+
+
+TenantFactory = Callable[..., Awaitable[Tenant]]
+
+
+@pytest.fixture
+def new_tenant(services: Services) -> TenantFactory:
+    async def make(name: str = "Acme") -> Tenant:
+        return await make_tenant(services.db, name)
+
+    return make
+
+
+@pytest.fixture
+async def tenant(new_tenant: TenantFactory) -> Tenant:
+    return await new_tenant()

@@ -1,0 +1,100 @@
+"""Test helpers: a settable clock, database creation, account factories."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from trackbook.accounts import service as accounts
+from trackbook.db.engine import Database
+
+POSTGRES_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/test"
+
+
+class ManualClock:
+    """The real time, until a test pins it with set() or moves it with advance()."""
+
+    def __init__(self) -> None:
+        self.pinned: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.pinned or datetime.now(UTC)
+
+    def set(self, moment: datetime) -> None:
+        self.pinned = moment
+
+    def advance(self, delta: timedelta) -> None:
+        self.pinned = self.now() + delta
+
+
+def postgres_reachable() -> bool:
+    async def probe() -> bool:
+        try:
+            connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=3)
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            return False
+        await connection.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def require_postgres() -> None:
+    """Skips the test when PostgreSQL is not running here; under CI, fails it."""
+    if postgres_reachable():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("PostgreSQL at 127.0.0.1:5432 is unreachable; under CI that is a failure")
+    pytest.skip("PostgreSQL at 127.0.0.1:5432 is unreachable")
+
+
+def create_postgres_database() -> tuple[str, str]:
+    """A new empty database; returns (name, SQLAlchemy URL)."""
+    name = f"tb_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    return name, f"postgresql+asyncpg://root@127.0.0.1:5432/{name}"
+
+
+def drop_postgres_database(name: str) -> None:
+    async def drop() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """An account with a live API key, as a test client presents it."""
+
+    id: int
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+async def make_tenant(db: Database, name: str = "Acme") -> Tenant:
+    async with db.transaction() as conn:
+        now = datetime.now(UTC)
+        account = await accounts.create_account(conn, name, now=now)
+        issued = await accounts.create_key(conn, account.id, now=now, name="tests")
+    return Tenant(account.id, issued.secret)

@@ -1,0 +1,69 @@
+"""API keys on the native API and the account settings they open."""
+
+from __future__ import annotations
+
+import httpx
+import sqlalchemy as sa
+
+from tests.support import Tenant
+from trackbook.accounts import service as accounts
+from trackbook.db.tables import api_keys
+from trackbook.services import Services
+
+
+async def test_missing_wrong_or_revoked_key_is_401_with_a_json_error(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    body = {"event": "x", "contact": {"email": "a@x.io"}}
+    wrong = tenant.key[:-4] + "AAAA"
+    for headers in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": f"Basic {tenant.key}"},
+        {"Authorization": f"Bearer {wrong}"},
+        {"Authorization": "Bearer tb_live_x"},
+    ):
+        response = await client.post("/v1/track", headers=headers, json=body)
+        assert response.status_code == 401, headers
+        assert response.json()["error"]["code"] == "unauthenticated"
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert (await client.post("/v1/track", headers=tenant.headers, json=body)).status_code == 201
+
+    await services.db.write(accounts.revoke_key, tenant.key[:16], now=services.clock.now())
+    revoked = await client.post("/v1/track", headers=tenant.headers, json=body)
+    assert revoked.status_code == 401
+    assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 401
+
+
+async def test_keys_are_stored_as_hashes_and_record_last_use(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    await client.get("/v1/account", headers=tenant.headers)
+    async with services.db.read() as conn:
+        row = (
+            await conn.execute(sa.select(api_keys).where(api_keys.c.account_id == tenant.id))
+        ).one()
+    assert row.prefix == tenant.key[:16]
+    assert row.prefix.startswith("tb_live_")
+    assert tenant.key not in {row.key_hash, row.prefix, row.name}
+    assert row.key_hash == accounts.hash_key(tenant.key)
+    assert row.last_used_at is not None
+
+
+async def test_account_settings_read_and_change(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    account = await client.get("/v1/account", headers=tenant.headers)
+    assert account.json() | {"created_at": None} == {
+        "id": tenant.id,
+        "name": "Acme",
+        "timezone": "UTC",
+        "tracking_enabled": True,
+        "created_at": None,
+    }
+    changed = await client.patch(
+        "/v1/account", headers=tenant.headers, json={"timezone": "Europe/Berlin", "name": "Acme EU"}
+    )
+    assert changed.json()["timezone"] == "Europe/Berlin"
+    assert changed.json()["name"] == "Acme EU"
+    bad = await client.patch("/v1/account", headers=tenant.headers, json={"timezone": "Mars/Base"})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "timezone"

@@ -1,0 +1,66 @@
+"""POST /v1/batch: each item stored or refused on its own."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.support import Tenant
+
+
+async def test_valid_items_are_stored_when_others_fail(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    events = [
+        {"event": "open", "contact": {"email": "a@example.com"}, "message_id": "b-1"},
+        {"event": "", "contact": {"email": "a@example.com"}},
+        {"event": "click", "contact": {"email": "a@example.com"}, "message_id": "b-1"},
+        {"contact": {"email": "a@example.com"}},
+        {"event": "click", "contact": {"id": 424242424}},
+        {"event": "click", "contact": {"email": "a@example.com"}, "timestamp": "yesterday"},
+        {"event": "click", "contact": {"email": "b@example.com"}},
+    ]
+    response = await client.post("/v1/batch", headers=tenant.headers, json={"events": events})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["index"] for r in results] == list(range(7))
+    assert [r["status"] for r in results] == [
+        "created",
+        "error",
+        "duplicate",
+        "error",
+        "error",
+        "error",
+        "created",
+    ]
+    assert results[2]["id"] == results[0]["id"]
+    assert results[1]["error"]["field"] == "events.1.event"
+    assert results[3]["error"]["field"] == "events.3.event"
+    assert results[4]["error"]["code"] == "contact_not_found"
+    assert results[5]["error"]["field"] == "events.5.timestamp"
+    replay = await client.post("/v1/batch", headers=tenant.headers, json={"events": events[:1]})
+    assert replay.json()["results"][0]["status"] == "duplicate"
+    assert replay.json()["results"][0]["id"] == results[0]["id"]
+    timeline = await client.get(
+        f"/v1/contacts/{results[0]['contact_id']}/events", headers=tenant.headers
+    )
+    assert [e["event"] for e in timeline.json()["data"]] == ["open"]
+
+
+async def test_more_than_1000_events_or_1_mb_is_413(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    event = {"event": "e", "contact": {"email": "a@example.com"}}
+    too_many = await client.post(
+        "/v1/batch", headers=tenant.headers, json={"events": [event] * 1001}
+    )
+    assert too_many.status_code == 413
+    assert too_many.json()["error"]["code"] == "too_many_events"
+    big = {"event": "e", "contact": {"email": "a@example.com"}, "properties": {"p": "x" * 30_000}}
+    too_big = await client.post("/v1/batch", headers=tenant.headers, json={"events": [big] * 40})
+    assert too_big.status_code == 413
+    assert too_big.json()["error"]["code"] == "payload_too_large"
+    exactly = await client.post(
+        "/v1/batch", headers=tenant.headers, json={"events": [event] * 1000}
+    )
+    assert exactly.status_code == 200
+    assert {r["status"] for r in exactly.json()["results"]} == {"created"}

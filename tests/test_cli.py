@@ -1,0 +1,163 @@
+"""The `trackbook` command, run as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from trackbook.cli import app
+
+KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
+
+
+@pytest.fixture
+def cli(database_url: str) -> CliRunner:
+    return CliRunner(env={"TRACKBOOK_DATABASE_URL": database_url})
+
+
+def invoke(runner: CliRunner, *args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_accounts_create_list_show_set(cli: CliRunner) -> None:
+    created = invoke(cli, "accounts", "create", "Shop One", "--timezone", "Europe/Paris")
+    account_id = re.search(r"id: (\d+)", created)
+    assert account_id is not None
+    assert "timezone: Europe/Paris" in created
+    assert "tracking: on" in created
+    listed = invoke(cli, "accounts", "list")
+    assert re.search(rf"^\s*{account_id[1]}\s+Shop One\s+Europe/Paris\s+on", listed, re.M)
+    changed = invoke(
+        cli, "accounts", "set", account_id[1], "--tracking", "off", "--timezone", "Europe/Berlin"
+    )
+    assert "tracking: off" in changed
+    assert "timezone: Europe/Berlin" in changed
+    shown = invoke(cli, "accounts", "show", account_id[1])
+    assert "tracking: off" in shown
+
+
+def test_bad_input_is_a_one_line_error(cli: CliRunner) -> None:
+    bad_zone = cli.invoke(app, ["accounts", "create", "X", "--timezone", "Nowhere/City"])
+    assert bad_zone.exit_code == 1
+    assert bad_zone.output.strip().startswith("error: ")
+    missing = cli.invoke(app, ["accounts", "show", "999999999"])
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.output
+
+
+def test_keys_create_list_revoke(cli: CliRunner, database_url: str) -> None:
+    account_id = re.search(r"id: (\d+)", invoke(cli, "accounts", "create", "Keys Inc"))
+    assert account_id is not None
+    created = invoke(cli, "keys", "create", "--account", account_id[1], "--name", "zapier")
+    key = KEY.search(created)
+    assert key is not None
+    prefix = key[0][:16]
+    listed = invoke(cli, "keys", "list", "--account", account_id[1])
+    assert prefix in listed
+    assert "zapier" in listed
+    assert key[0] not in listed
+    revoked = invoke(cli, "keys", "revoke", prefix)
+    assert f"revoked {prefix}" in revoked
+    again = cli.invoke(app, ["keys", "revoke", prefix])
+    assert again.exit_code == 1
+    assert "no live key" in again.output
+    assert re.search(
+        rf"{re.escape(prefix)}….*\d{{4}}-\d\d-\d\d \d\d:\d\d\s*$",
+        invoke(cli, "keys", "list", "--account", account_id[1]),
+        re.M,
+    )
+
+
+def test_wrong_setting_stops_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    for name, value in (
+        ("TRACKBOOK_PORT", "eighty"),
+        ("TRACKBOOK_DATABASE_URL", "mysql://localhost/db"),
+        ("TRACKBOOK_LOG_LEVEL", "loud"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "trackbook", "migrate"],
+            env={**os.environ, name: value},
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"error: {name}: "), lines
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serving(url: str, port: int, cwd: Path) -> Iterator[str]:
+    """Runs `trackbook serve` until it is up; yields what it printed by then."""
+    with subprocess.Popen(
+        ["trackbook", "serve", "--port", str(port)],
+        env={**os.environ, "TRACKBOOK_DATABASE_URL": url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+    ) as server:
+        assert server.stdout is not None
+        lines: list[str] = []
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                line = server.stdout.readline()
+                if not line:
+                    pytest.fail("trackbook serve exited:\n" + "".join(lines))
+                lines.append(line)
+                if "Application startup complete" in line:
+                    break
+            else:
+                pytest.fail("trackbook serve did not start:\n" + "".join(lines))
+            yield "".join(lines)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def test_first_serve_migrates_creates_an_account_and_prints_url_and_key(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    with serving(empty_database_url, port, tmp_path) as output:
+        assert f"http://127.0.0.1:{port}" in output
+        key = KEY.search(output)
+        assert key is not None, output
+        headers = {"Authorization": f"Bearer {key[0]}"}
+        account = httpx.get(f"http://127.0.0.1:{port}/v1/account", headers=headers, timeout=10)
+        assert account.status_code == 200
+        assert account.json()["name"] == "Default"
+        tracked = httpx.post(
+            f"http://127.0.0.1:{port}/v1/track",
+            headers=headers,
+            json={"event": "first", "contact": {"email": "new@example.com"}},
+            timeout=10,
+        )
+        assert tracked.status_code == 201
+    with serving(empty_database_url, port, tmp_path) as output:
+        assert f"http://127.0.0.1:{port}" in output
+        assert KEY.search(output) is None

@@ -1,0 +1,235 @@
+"""POST /v1/track: contacts, idempotency, backfill and limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from tests.support import ManualClock, Tenant
+
+
+async def test_track_creates_the_contact_and_answers_after_commit(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={
+            "event": "signup",
+            "contact": {"email": "  Ada@Example.COM "},
+            "properties": {"plan": "pro"},
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["duplicate"] is False
+    contact = await client.get(f"/v1/contacts/{body['contact_id']}", headers=tenant.headers)
+    assert contact.json()["email"] == "ada@example.com"
+    events = await client.get(f"/v1/contacts/{body['contact_id']}/events", headers=tenant.headers)
+    [event] = events.json()["data"]
+    assert event["id"] == body["id"]
+    assert event["event"] == "signup"
+    assert event["properties"] == {"plan": "pro"}
+    assert event["source"] == "native"
+
+
+async def test_message_id_replay_stores_nothing_and_returns_the_original(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    event = {"event": "purchase", "contact": {"external_id": "u-1"}, "message_id": "m-1"}
+    first = await client.post("/v1/track", headers=tenant.headers, json=event)
+    again = await client.post(
+        "/v1/track", headers=tenant.headers, json={**event, "value": "changed"}
+    )
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["duplicate"] is True
+    contact_id = first.json()["contact_id"]
+    events = await client.get(f"/v1/contacts/{contact_id}/events", headers=tenant.headers)
+    assert len(events.json()["data"]) == 1
+    counters = await client.get(f"/v1/contacts/{contact_id}/counters", headers=tenant.headers)
+    assert counters.json()["data"][0]["counter"] == 1
+
+
+async def test_same_message_id_in_two_accounts_is_two_events(
+    client: httpx.AsyncClient, tenant: Tenant, new_tenant: object
+) -> None:
+    other = await new_tenant("Other")  # type: ignore[operator]
+    event = {"event": "purchase", "contact": {"external_id": "u-1"}, "message_id": "shared"}
+    first = await client.post("/v1/track", headers=tenant.headers, json=event)
+    second = await client.post("/v1/track", headers=other.headers, json=event)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["id"] != second.json()["id"]
+
+
+async def test_backfilled_timestamp_keeps_occurred_at_and_records_received_at(
+    client: httpx.AsyncClient, tenant: Tenant, clock: ManualClock
+) -> None:
+    received = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    clock.set(received)
+    response = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={
+            "event": "login",
+            "contact": {"email": "b@example.com"},
+            "timestamp": "2025-12-31T23:30:00+01:00",
+        },
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["occurred_at"] == "2025-12-31T22:30:00Z"
+    epoch = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": "login", "contact": {"email": "b@example.com"}, "timestamp": 1700000000},
+    )
+    assert epoch.json()["occurred_at"] == "2023-11-14T22:13:20Z"
+    events = await client.get(
+        f"/v1/contacts/{response.json()['contact_id']}/events", headers=tenant.headers
+    )
+    assert {e["received_at"] for e in events.json()["data"]} == {"2026-03-01T12:00:00Z"}
+    # newest occurrence first, whatever the order of arrival
+    assert [e["occurred_at"] for e in events.json()["data"]] == [
+        "2025-12-31T22:30:00Z",
+        "2023-11-14T22:13:20Z",
+    ]
+
+
+async def test_future_timestamp_beyond_ten_minutes_is_refused(
+    client: httpx.AsyncClient, tenant: Tenant, clock: ManualClock
+) -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    clock.set(now)
+    event = {"event": "login", "contact": {"email": "c@example.com"}}
+    near = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={**event, "timestamp": (now + timedelta(minutes=9)).isoformat()},
+    )
+    far = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={**event, "timestamp": (now + timedelta(minutes=11)).isoformat()},
+    )
+    assert near.status_code == 201
+    assert far.status_code == 422
+    assert far.json()["error"]["field"] == "timestamp"
+
+
+async def test_timestamp_without_offset_is_refused(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    response = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": "x", "contact": {"email": "c@example.com"}, "timestamp": "2026-01-01T10:00"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["field"] == "timestamp"
+    assert "offset" in response.json()["error"]["message"]
+
+
+async def test_limits_name_the_field(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    contact = {"email": "d@example.com"}
+    cases = [
+        ({"event": "", "contact": contact}, "event"),
+        ({"event": "x" * 256, "contact": contact}, "event"),
+        ({"event": "ok", "contact": contact, "properties": {"blob": "x" * 33_000}}, "properties"),
+        (
+            {
+                "event": "ok",
+                "contact": contact,
+                "properties": {"a": {"b": {"c": {"d": {"e": {}}}}}},
+            },
+            "properties",
+        ),
+        ({"event": "ok", "contact": {"email": "not an email"}}, "contact.email"),
+        ({"event": "ok", "contact": {}}, "contact"),
+        ({"event": "ok", "contact": contact, "propertes": {}}, "propertes"),
+        ({"event": "ok", "contact": contact, "properties": [1, 2]}, "properties"),
+    ]
+    for body, field in cases:
+        response = await client.post("/v1/track", headers=tenant.headers, json=body)
+        assert response.status_code == 422, (body, response.text)
+        error = response.json()["error"]
+        assert error["field"] == field, (body, error)
+        assert error["code"] == "invalid"
+    deep_enough = {"a": {"b": {"c": {"d": {"e": 1}}}}}
+    ok = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": "x" * 255, "contact": contact, "properties": deep_enough},
+    )
+    assert ok.status_code == 201, ok.text
+
+
+async def test_malformed_json_is_a_clear_422(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await client.post(
+        "/v1/track",
+        headers={**tenant.headers, "Content-Type": "application/json"},
+        content=b'{"event": "x",',
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["message"] == "the body is not valid JSON"
+
+
+async def test_unknown_contact_id_is_404_and_anonymous_id_creates_a_contact(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    missing = await client.post(
+        "/v1/track", headers=tenant.headers, json={"event": "x", "contact": {"id": 987654321}}
+    )
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "contact_not_found"
+    anonymous = await client.post(
+        "/v1/track", headers=tenant.headers, json={"event": "x", "contact": {"anonymous_id": "v-1"}}
+    )
+    assert anonymous.status_code == 201
+    again = await client.post(
+        "/v1/track", headers=tenant.headers, json={"event": "y", "contact": {"anonymous_id": "v-1"}}
+    )
+    assert again.json()["contact_id"] == anonymous.json()["contact_id"]
+    by_id = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": "z", "contact": {"id": anonymous.json()["contact_id"]}},
+    )
+    assert by_id.status_code == 201
+    assert by_id.json()["contact_id"] == anonymous.json()["contact_id"]
+
+
+async def test_tracking_switched_off_refuses_events(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    off = await client.patch(
+        "/v1/account", headers=tenant.headers, json={"tracking_enabled": False}
+    )
+    assert off.json()["tracking_enabled"] is False
+    refused = await client.post(
+        "/v1/track", headers=tenant.headers, json={"event": "x", "contact": {"email": "e@x.io"}}
+    )
+    assert refused.status_code == 409
+    assert refused.json()["error"]["code"] == "tracking_disabled"
+    await client.patch("/v1/account", headers=tenant.headers, json={"tracking_enabled": True})
+    accepted = await client.post(
+        "/v1/track", headers=tenant.headers, json={"event": "x", "contact": {"email": "e@x.io"}}
+    )
+    assert accepted.status_code == 201
+
+
+async def test_catalog_counts_names_and_records_properties(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for properties in ({"sku": "a"}, {"sku": "b", "qty": 2}, None):
+        body = {"event": "purchase", "contact": {"email": "f@x.io"}, "properties": properties}
+        assert (
+            await client.post("/v1/track", headers=tenant.headers, json=body)
+        ).status_code == 201
+    names = (await client.get("/v1/event-names", headers=tenant.headers)).json()["data"]
+    assert [(n["name"], n["count"]) for n in names] == [("purchase", 3)]
+    props = await client.get("/v1/event-names/purchase/properties", headers=tenant.headers)
+    assert props.json() == {"name": "purchase", "properties": ["qty", "sku"]}
+    unknown = await client.get("/v1/event-names/never/properties", headers=tenant.headers)
+    assert unknown.status_code == 404
