@@ -161,3 +161,12 @@ def test_first_serve_migrates_creates_an_account_and_prints_url_and_key(
     with serving(empty_database_url, port, tmp_path) as output:
         assert f"http://127.0.0.1:{port}" in output
         assert KEY.search(output) is None
+
+
+def test_migrate_builds_an_empty_database_and_is_repeatable(empty_database_url: str) -> None:
+    runner = CliRunner(env={"TRACKBOOK_DATABASE_URL": empty_database_url})
+    assert "up to date" in invoke(runner, "migrate")
+    assert "up to date" in invoke(runner, "migrate")
+    assert "name: Fresh" in invoke(runner, "accounts", "create", "Fresh")
+    listed = invoke(runner, "keys", "list")
+    assert listed.split() == ["prefix", "account", "name", "created", "last", "used", "revoked"]
