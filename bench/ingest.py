@@ -1,0 +1,306 @@
+"""Ingest benchmark: /v1/track, the validate-only reference route, /v1/batch and a raw
+bulk insert, against a real `trackbook serve` on SQLite and PostgreSQL.
+
+    python bench/ingest.py [--seconds N] [--backends sqlite,postgresql] [--profile DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import stacks
+import workload
+from backends import (
+    BenchDatabase,
+    BenchError,
+    Server,
+    create_postgres_database,
+    drop_postgres_database,
+    sqlite_database,
+)
+from loadgen import GRACE_SECONDS, LoadSpec, PhaseResult, run_phase, send_each
+from rawinsert import RawSpec, run_raw_insert
+
+T = TypeVar("T")
+
+BACKENDS = ("sqlite", "postgresql")
+TRACK_VS_VALIDATE_TARGET = {"sqlite": 0.7, "postgresql": 0.6}
+BATCH_VS_RAW_TARGET = 0.5
+PHASES = ("track", "validate", "batch", "raw insert")
+# Distinct pre-serialised requests per route; connections cycle through them.
+SINGLE_REQUESTS = 4000
+BATCH_REQUESTS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Ratio:
+    name: str
+    value: float
+    target: float
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.value >= self.target else "MISS"
+
+
+@dataclass(frozen=True, slots=True)
+class BackendReport:
+    backend: str
+    phases: dict[str, PhaseResult]
+    rss_kib: int
+    profiles: dict[str, str]
+
+    @property
+    def ratios(self) -> list[Ratio]:
+        track, validate = self.phases["track"], self.phases["validate"]
+        batch, raw = self.phases["batch"], self.phases["raw insert"]
+        return [
+            Ratio(
+                "track / validate (req/s)",
+                _ratio(track.requests_per_second, validate.requests_per_second),
+                TRACK_VS_VALIDATE_TARGET[self.backend],
+            ),
+            Ratio(
+                "batch / raw insert (events/s)",
+                _ratio(batch.events_per_second, raw.events_per_second),
+                BATCH_VS_RAW_TARGET,
+            ),
+        ]
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """What every phase of one backend needs."""
+
+    server: Server
+    database: BenchDatabase
+    pool: ProcessPoolExecutor
+    seconds: float
+    connections: int
+
+
+def _measured(run: Run, work: Callable[[T], PhaseResult], spec: T) -> PhaseResult:
+    """Runs one phase in the client process; adds the server's CPU time meanwhile."""
+    cpu_before = run.server.cpu_seconds()
+    result = run.pool.submit(work, spec).result(timeout=run.seconds + 2 * GRACE_SECONDS)
+    result.server_cpu_seconds = run.server.cpu_seconds() - cpu_before
+    return result
+
+
+def _load(run: Run, phase: str, path: str, bodies: list[Any], expected: int) -> LoadSpec:
+    port, key = run.server.port, run.server.key
+    batch = path == "/v1/batch"
+    return LoadSpec(
+        phase=phase,
+        port=port,
+        requests=[workload.http_post(port, path, key, body) for body in bodies],
+        connections=run.connections,
+        seconds=run.seconds,
+        expected_status=expected,
+        events_per_request=workload.BATCH_SIZE if batch else 1,
+        error_marker=b'"status":"error"' if batch else None,
+    )
+
+
+def _specs(run: Run) -> dict[str, LoadSpec]:
+    singles = workload.single_events(seed=1, count=SINGLE_REQUESTS)
+    batches = [{"events": events} for events in workload.batches(2, BATCH_REQUESTS)]
+    return {
+        "track": _load(run, "track", "/v1/track", singles, 201),
+        "validate": _load(run, "validate", "/v1/_bench/validate", singles, 201),
+        "batch": _load(run, "batch", "/v1/batch", batches, 200),
+    }
+
+
+def _warm_up(run: Run) -> None:
+    """Creates every contact once, so track measures the steady state of known contacts."""
+    port, key = run.server.port, run.server.key
+    requests = [
+        workload.http_post(port, "/v1/batch", key, {"events": events})
+        for events in workload.every_contact_batches()
+    ]
+    statuses = run.pool.submit(send_each, port, requests).result(timeout=GRACE_SECONDS * 2)
+    if any(status != 200 for status in statuses):
+        raise BenchError(f"warm-up batches answered {statuses}{run.server.log_tail()}")
+
+
+def _profiled(run: Run, spec: LoadSpec, output: Path) -> str:
+    """Replays `spec` while py-spy samples the server; the text summary of where it went."""
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        raise BenchError("--profile needs py-spy (pip install py-spy)")
+    duration = max(1, int(run.seconds) - 2)
+    sampler = subprocess.Popen(  # noqa: S603 - py-spy found on PATH, no shell
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(run.server.pid),
+            "--duration",
+            str(duration),
+            "--format",
+            "raw",
+            # Only the thread holding the GIL: threads parked in a queue or a lock
+            # would otherwise count as busy, and SQLite's own work runs without it.
+            "--gil",
+            "--output",
+            str(output),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        # py-spy needs a moment to attach; its window then lies inside the load.
+        time.sleep(0.5)
+        _measured(run, run_phase, spec)
+        sampler.wait(GRACE_SECONDS)
+    finally:
+        if sampler.poll() is None:
+            sampler.kill()
+            sampler.wait()
+    if not output.exists():
+        raise BenchError(f"py-spy wrote no profile to {output}")
+    return stacks.render(stacks.summarise(output), top=25)
+
+
+def _bench_backend(
+    backend: str, seconds: float, connections: int, pool: ProcessPoolExecutor, profile: Path | None
+) -> BackendReport:
+    cleanup = contextlib.ExitStack()
+    try:
+        directory = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="tb-bench-")))
+        if backend == "sqlite":
+            database = sqlite_database(directory)
+        else:
+            database = create_postgres_database()
+            cleanup.callback(drop_postgres_database, database)
+        server = Server(database, directory)
+        # Registered after the database, so it runs first: the server goes, then its data.
+        cleanup.callback(server.stop)
+        server.start()
+        run = Run(server, database, pool, seconds, connections)
+        _warm_up(run)
+        specs = _specs(run)
+        phases: dict[str, PhaseResult] = {}
+        for phase in ("track", "validate", "batch"):
+            print(f"  {backend}: {phase} ...", flush=True)
+            phases[phase] = _measured(run, run_phase, specs[phase])
+        print(f"  {backend}: raw insert ...", flush=True)
+        raw = RawSpec(backend, database.raw_location, workload.batches(2, BATCH_REQUESTS), seconds)
+        phases["raw insert"] = _measured(run, run_raw_insert, raw)
+        rss_kib = server.rss_kib()
+        profiles: dict[str, str] = {}
+        if profile is not None:
+            for phase in ("track", "validate", "batch"):
+                print(f"  {backend}: profiling {phase} ...", flush=True)
+                output = profile / f"{backend}-{phase}.txt"
+                profiles[phase] = _profiled(run, specs[phase], output)
+        return BackendReport(backend, phases, rss_kib, profiles)
+    finally:
+        cleanup.close()
+
+
+def _print_report(report: BackendReport, seconds: float, connections: int) -> None:
+    print()
+    print(f"== {report.backend}: {seconds:g} s per phase, {connections} connections ==")
+    header = (
+        f"{'phase':<11} {'req/s':>9} {'events/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'errors':>7} {'server CPU':>10} {'client CPU':>10}"
+    )
+    print(header)
+    for name in PHASES:
+        result = report.phases[name]
+        server_cpu = (result.server_cpu_seconds or 0.0) / result.seconds
+        print(
+            f"{name:<11} {result.requests_per_second:>9.0f} {result.events_per_second:>10.0f} "
+            f"{result.p50_ms:>8.2f} {result.p99_ms:>8.2f} {result.errors:>7} "
+            f"{server_cpu:>9.0%} {result.client_cpu_seconds / result.seconds:>10.0%}"
+        )
+    for ratio in report.ratios:
+        print(
+            f"{ratio.name:<31} {ratio.value:5.2f}x  target >= {ratio.target:.1f}x  {ratio.verdict}"
+        )
+    print(f"server RSS after the run: {report.rss_kib / 1024:.0f} MiB (VmRSS)")
+    for phase, text in report.profiles.items():
+        print(f"-- py-spy profile of the server under {phase} load --")
+        print(text)
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each phase")
+    parser.add_argument(
+        "--backends", default=",".join(BACKENDS), help="comma-separated: sqlite,postgresql"
+    )
+    parser.add_argument("--connections", type=int, default=64, help="concurrent connections")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="afterwards, replay track, validate and batch under py-spy; raw profiles go here",
+    )
+    arguments = parser.parse_args()
+    arguments.backends = [name.strip() for name in arguments.backends.split(",") if name.strip()]
+    unknown = set(arguments.backends) - set(BACKENDS)
+    if unknown or not arguments.backends:
+        parser.error(f"--backends takes {', '.join(BACKENDS)}; got {arguments.backends}")
+    if not 0 < arguments.seconds <= 600 or not 1 <= arguments.connections <= 1024:
+        parser.error("--seconds must be in (0, 600] and --connections in [1, 1024]")
+    return arguments
+
+
+def main() -> int:
+    arguments = _arguments()
+    if arguments.profile is not None:
+        arguments.profile.mkdir(parents=True, exist_ok=True)
+    reports: list[BackendReport] = []
+    failed = False
+    # The client gets a process of its own: on a 2-core machine its CPU must not be
+    # the server's, and spawn keeps it free of anything this process imported.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        for backend in arguments.backends:
+            print(f"{backend}: starting", flush=True)
+            try:
+                report = _bench_backend(
+                    backend, arguments.seconds, arguments.connections, pool, arguments.profile
+                )
+            except Exception as error:
+                # One backend failing must not hide the other's figures; cleanup has
+                # already run, and the error is reported with the exit status.
+                print(f"{backend}: FAILED: {error!r}", file=sys.stderr)
+                failed = True
+                continue
+            reports.append(report)
+            _print_report(report, arguments.seconds, arguments.connections)
+    if len(reports) > 1:
+        print()
+        print("== summary ==")
+        for report in reports:
+            for ratio in report.ratios:
+                print(f"{report.backend:<11} {ratio.name:<31} {ratio.value:5.2f}x  {ratio.verdict}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Cleanup already ran in the finally blocks; 130 is the shell's code for SIGINT.
+        sys.exit(130)

@@ -1,0 +1,136 @@
+"""The storage reference: the rows /v1/batch would store, written straight into the
+events table through the same driver, 100 rows per statement and transaction."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiosqlite
+import asyncpg
+import orjson
+
+from loadgen import GRACE_SECONDS, PhaseResult, percentiles, run_in_loop
+
+COLUMNS = (
+    "account_id",
+    "contact_id",
+    "name",
+    "title",
+    "value",
+    "properties",
+    "source",
+    "message_id",
+    "occurred_at",
+    "received_at",
+)
+SQLITE_INSERT = (
+    f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
+)
+# SQLAlchemy's SQLite DateTime format, which the server writes: naive UTC, microseconds.
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+@dataclass(frozen=True, slots=True)
+class RawSpec:
+    backend: str
+    """sqlite or postgresql"""
+    location: str
+    """The database file (SQLite) or an asyncpg DSN (PostgreSQL)."""
+    batches: list[list[dict[str, Any]]]
+    seconds: float
+
+
+def _rows(
+    spec: RawSpec, account_id: int, contact_ids: dict[str, int], moment: datetime | str
+) -> list[list[tuple[Any, ...]]]:
+    """Each batch as the server stores it: JSON text for properties, source native."""
+    return [
+        [
+            (
+                account_id,
+                contact_ids[body["contact"]["email"]],
+                body["event"],
+                body["title"],
+                body["value"],
+                orjson.dumps(body["properties"]).decode(),
+                "native",
+                None,
+                moment,
+                moment,
+            )
+            for body in batch
+        ]
+        for batch in spec.batches
+    ]
+
+
+def _result(latencies: list[float], elapsed: float, cpu: float, batch_size: int) -> PhaseResult:
+    p50, p99 = percentiles(latencies)
+    return PhaseResult(
+        phase="raw insert",
+        requests=len(latencies),
+        events=len(latencies) * batch_size,
+        errors=0,
+        seconds=elapsed,
+        p50_ms=p50,
+        p99_ms=p99,
+        client_cpu_seconds=cpu,
+    )
+
+
+async def _sqlite(spec: RawSpec) -> PhaseResult:
+    async with aiosqlite.connect(spec.location, isolation_level=None) as db:
+        # The server's pragmas, so that the comparison is about the code above them.
+        for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+            await db.execute(f"PRAGMA {pragma}")
+        found = await db.execute_fetchall("SELECT account_id, id, email FROM contacts")
+        account_id = next(iter(found))[0]
+        contact_ids = {email: contact_id for _, contact_id, email in found}
+        moment = datetime.now(UTC).strftime(SQLITE_TIME)
+        batches = _rows(spec, account_id, contact_ids, moment)
+        latencies: list[float] = []
+        cpu_before = time.process_time()
+        started = time.perf_counter()
+        deadline = started + spec.seconds
+        while time.perf_counter() < deadline:
+            rows = batches[len(latencies) % len(batches)]
+            begun = time.perf_counter()
+            await db.execute("BEGIN IMMEDIATE")
+            await db.executemany(SQLITE_INSERT, rows)
+            await db.execute("COMMIT")
+            latencies.append(time.perf_counter() - begun)
+        elapsed = time.perf_counter() - started
+        return _result(latencies, elapsed, time.process_time() - cpu_before, len(batches[0]))
+
+
+async def _postgresql(spec: RawSpec) -> PhaseResult:
+    connection = await asyncpg.connect(spec.location, timeout=GRACE_SECONDS)
+    try:
+        found = await connection.fetch("SELECT account_id, id, email FROM contacts")
+        account_id = found[0]["account_id"]
+        contact_ids = {row["email"]: row["id"] for row in found}
+        batches = _rows(spec, account_id, contact_ids, datetime.now(UTC))
+        latencies: list[float] = []
+        cpu_before = time.process_time()
+        started = time.perf_counter()
+        deadline = started + spec.seconds
+        while time.perf_counter() < deadline:
+            rows = batches[len(latencies) % len(batches)]
+            begun = time.perf_counter()
+            # Outside a transaction block each COPY commits on its own: one per 100 rows.
+            await connection.copy_records_to_table("events", records=rows, columns=COLUMNS)
+            latencies.append(time.perf_counter() - begun)
+        elapsed = time.perf_counter() - started
+        return _result(latencies, elapsed, time.process_time() - cpu_before, len(batches[0]))
+    finally:
+        await connection.close()
+
+
+def run_raw_insert(spec: RawSpec) -> PhaseResult:
+    """Inserts for `spec.seconds` on one connection; the process pool entry."""
+    if spec.backend == "sqlite":
+        return run_in_loop(lambda: _sqlite(spec))
+    return run_in_loop(lambda: _postgresql(spec))

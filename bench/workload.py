@@ -1,0 +1,72 @@
+"""The events the benchmark sends: a fixed spread of contacts and event names,
+pre-serialised as HTTP/1.1 requests so the load generator only copies bytes."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import orjson
+
+CONTACTS = 1000
+BATCH_SIZE = 100
+# Every event name comes with the title a shop or a newsletter would give it, so the
+# per-(contact, name, title) counters grow to a realistic 5 x CONTACTS rows.
+EVENT_KINDS = (
+    ("purchase", "Order"),
+    ("page_view", "Pricing page"),
+    ("cart_add", "Cart"),
+    ("email_open", "Newsletter 47"),
+    ("signup", "Trial"),
+)
+SKUS = ("A-1", "A-2", "B-7", "C-12", "D-3")
+
+
+def email_of(contact: int) -> str:
+    return f"user{contact:04d}@example.com"
+
+
+def event_body(picker: random.Random, contact: int | None = None) -> dict[str, Any]:
+    """One /v1/track body; a random contact unless `contact` is given."""
+    name, title = picker.choice(EVENT_KINDS)
+    who = picker.randrange(CONTACTS) if contact is None else contact
+    return {
+        "event": name,
+        "contact": {"email": email_of(who)},
+        "title": title,
+        "value": f"{picker.randrange(500, 20000) / 100:.2f}",
+        "properties": {"sku": picker.choice(SKUS), "qty": picker.randrange(1, 5)},
+    }
+
+
+def http_post(port: int, path: str, key: str, body: Any) -> bytes:
+    """A complete keep-alive POST request with a JSON body."""
+    payload = orjson.dumps(body)
+    head = (
+        f"POST {path} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {key}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n"
+        "\r\n"
+    )
+    return head.encode() + payload
+
+
+def single_events(seed: int, count: int) -> list[dict[str, Any]]:
+    picker = random.Random(seed)
+    return [event_body(picker) for _ in range(count)]
+
+
+def batches(seed: int, count: int) -> list[list[dict[str, Any]]]:
+    picker = random.Random(seed)
+    return [[event_body(picker) for _ in range(BATCH_SIZE)] for _ in range(count)]
+
+
+def every_contact_batches() -> list[list[dict[str, Any]]]:
+    """Batches naming each contact once: the warm-up that creates all contacts."""
+    picker = random.Random(0)
+    return [
+        [event_body(picker, contact) for contact in range(start, start + BATCH_SIZE)]
+        for start in range(0, CONTACTS, BATCH_SIZE)
+    ]
