@@ -15,6 +15,9 @@ from starlette.responses import Response
 from trackbook import __version__
 from trackbook.clock import Clock, SystemClock
 from trackbook.db.engine import StorageUnavailable
+from trackbook.dialects.fluentcrm.errors import FluentErrors
+from trackbook.dialects.fluentcrm.routes import PREFIX as FLUENTCRM_PREFIX
+from trackbook.dialects.fluentcrm.routes import router as fluentcrm_router
 from trackbook.dialects.limits import BodyLimit
 from trackbook.dialects.native.errors import NativeErrors
 from trackbook.dialects.native.routes import bench_router
@@ -57,6 +60,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     register_dialect("/v1", NativeErrors())
     app.include_router(native_router)
+    register_dialect(FLUENTCRM_PREFIX, FluentErrors())
+    app.include_router(fluentcrm_router)
     if settings.bench_routes:
         app.include_router(bench_router)
     _install_error_handlers(app)

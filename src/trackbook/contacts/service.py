@@ -14,11 +14,13 @@ from trackbook.contacts.errors import ContactConflict, ContactNotFound, ListConf
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.db.tables import (
     contact_aliases,
+    contact_tags,
     contacts,
     event_summaries,
     events,
     list_members,
     lists,
+    tags,
 )
 from trackbook.db.upsert import upsert
 from trackbook.errors import Invalid
@@ -252,6 +254,34 @@ async def find_contacts(
     return [_contact(row) for row in await conn.execute(query)]
 
 
+async def search_contacts(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    search: str | None = None,
+    offset: int = 0,
+    limit: int = 15,
+) -> tuple[int, list[Contact]]:
+    """Contacts whose email or name contains `search`, newest first, with the total."""
+    scope = contacts.c.account_id == account_id
+    if search:
+        needle = search.strip().lower()
+        scope = sa.and_(
+            scope,
+            sa.or_(
+                *(
+                    sa.func.lower(column).contains(needle, autoescape=True)
+                    for column in (contacts.c.email, contacts.c.first_name, contacts.c.last_name)
+                )
+            ),
+        )
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(contacts).where(scope))
+    rows = await conn.execute(
+        sa.select(contacts).where(scope).order_by(contacts.c.id.desc()).offset(offset).limit(limit)
+    )
+    return int(total or 0), [_contact(row) for row in rows]
+
+
 async def _id_by(
     conn: AsyncConnection, account_id: int, column: sa.Column[Any], value: object
 ) -> int | None:
@@ -326,7 +356,7 @@ async def update_contact(
 async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> None:
     """Deletes the contact with its events, counters, aliases and memberships."""
     await get_contact(conn, account_id, contact_id)
-    for table in (events, event_summaries, contact_aliases, list_members):
+    for table in (events, event_summaries, contact_aliases, list_members, contact_tags):
         await conn.execute(
             table.delete().where(table.c.account_id == account_id, table.c.contact_id == contact_id)
         )
@@ -384,7 +414,7 @@ async def _merge_into(
         newer = statement.excluded.updated_at > event_summaries.c.updated_at
         await conn.execute(
             statement.on_conflict_do_update(
-                index_elements=["account_id", "contact_id", "name", "title"],
+                index_elements=["account_id", "contact_id", "name", "title", "series"],
                 set_={
                     "counter": event_summaries.c.counter + statement.excluded.counter,
                     "last_value": sa.case(
@@ -411,6 +441,7 @@ async def _merge_into(
                     "contact_id": target,
                     "name": summary.name,
                     "title": summary.title,
+                    "series": summary.series,
                     "counter": summary.counter,
                     "last_value": summary.last_value,
                     "provider": summary.provider,
@@ -430,6 +461,53 @@ async def _merge_into(
             .on_conflict_do_nothing()
         )
     await delete_contact(conn, account_id, source)
+
+
+async def tag_contact(
+    conn: AsyncConnection,
+    account_id: int,
+    contact_id: int,
+    tag_names: Iterable[str],
+    *,
+    now: datetime,
+) -> None:
+    """Adds tags, by name, creating the tags the account does not have yet."""
+    await get_contact(conn, account_id, contact_id)
+    for raw in tag_names:
+        name = raw.strip()
+        if not 1 <= len(name) <= 200:
+            raise Invalid("tags", "names must be 1 to 200 characters")
+        await conn.execute(
+            upsert(conn, tags)
+            .values(account_id=account_id, name=name, created_at=now)
+            .on_conflict_do_nothing()
+        )
+        tag_id = await conn.scalar(
+            sa.select(tags.c.id).where(tags.c.account_id == account_id, tags.c.name == name)
+        )
+        await conn.execute(
+            upsert(conn, contact_tags)
+            .values(account_id=account_id, tag_id=tag_id, contact_id=contact_id, created_at=now)
+            .on_conflict_do_nothing()
+        )
+
+
+async def tag_names(conn: AsyncConnection, account_id: int, tag_ids: Iterable[int]) -> list[str]:
+    """The names of these tag ids; Invalid when one is not a tag of the account."""
+    wanted = set(tag_ids)
+    found = dict(
+        (
+            await conn.execute(
+                sa.select(tags.c.id, tags.c.name).where(
+                    tags.c.account_id == account_id, tags.c.id.in_(wanted)
+                )
+            )
+        ).all()
+    )
+    missing = wanted - set(found)
+    if missing:
+        raise Invalid("tags", f"has unknown tag ids: {sorted(missing)}")
+    return [found[tag_id] for tag_id in sorted(wanted)]
 
 
 async def create_list(

@@ -103,6 +103,29 @@ list_members = sa.Table(
     sa.Index(None, "contact_id"),
 )
 
+tags = sa.Table(
+    "tags",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+)
+
+contact_tags = sa.Table(
+    "contact_tags",
+    metadata,
+    _account_fk(),
+    sa.Column("tag_id", BigId, sa.ForeignKey("tags.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "tag_id", "contact_id"),
+    sa.Index(None, "contact_id"),
+)
+
 events = sa.Table(
     "events",
     metadata,
@@ -139,7 +162,10 @@ event_summaries = sa.Table(
     sa.Column("provider", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("account_id", "contact_id", "name", "title"),
+    # 0 for the one counter that repeatable events add to; a non-repeatable event
+    # (FluentCRM's repeatable=false) gets a row of its own, keyed by its event id.
+    sa.Column("series", sa.BigInteger(), nullable=False, server_default="0"),
+    sa.UniqueConstraint("account_id", "contact_id", "name", "title", "series"),
 )
 
 event_names = sa.Table(

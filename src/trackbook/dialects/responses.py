@@ -34,6 +34,8 @@ class ErrorReply:
     message: str
     field: str | None = None
     headers: dict[str, str] | None = None
+    body: dict[str, Any] | None = None
+    """A body the dialect has already shaped; its renderer sends it as it is."""
 
 
 class WireErrors(Protocol):

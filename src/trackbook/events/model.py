@@ -25,6 +25,9 @@ class TrackCommand:
     message_id: str | None = None
     provider: str | None = None
     """The FluentCRM provider of the counter; defaults to the source."""
+    repeatable: bool = True
+    """Adds to the contact's one counter for (name, title); False gives the event a
+    counter row of its own, as FluentCRM's repeatable=false does."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +53,8 @@ class TrackResult:
     occurred_at: datetime
     received_at: datetime
     duplicate: bool
+    summary_id: int | None = None
+    """The counter row the event was counted in (None for a replay)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,20 +122,39 @@ async def summaries(conn: AsyncConnection, account_id: int, contact_id: int) -> 
         )
         .order_by(event_summaries.c.updated_at.desc(), event_summaries.c.id.desc())
     )
-    return [
-        EventSummary(
-            id=row.id,
-            contact_id=row.contact_id,
-            name=row.name,
-            title=row.title,
-            counter=row.counter,
-            last_value=row.last_value,
-            provider=row.provider,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
-        for row in rows
-    ]
+    return [_summary(row) for row in rows]
+
+
+async def summaries_page(
+    conn: AsyncConnection, account_id: int, contact_id: int, *, offset: int, limit: int
+) -> tuple[int, list[EventSummary]]:
+    """A contact's counters, newest row first, with how many there are in all."""
+    scope = sa.and_(
+        event_summaries.c.account_id == account_id, event_summaries.c.contact_id == contact_id
+    )
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(event_summaries).where(scope))
+    rows = await conn.execute(
+        sa.select(event_summaries)
+        .where(scope)
+        .order_by(event_summaries.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total or 0), [_summary(row) for row in rows]
+
+
+def _summary(row: sa.Row[Any]) -> EventSummary:
+    return EventSummary(
+        id=row.id,
+        contact_id=row.contact_id,
+        name=row.name,
+        title=row.title,
+        counter=row.counter,
+        last_value=row.last_value,
+        provider=row.provider,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 async def list_event_names(conn: AsyncConnection, account_id: int) -> list[EventName]:

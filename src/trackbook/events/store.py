@@ -97,17 +97,20 @@ async def write_group(
         inserted = await conn.execute(
             sa.insert(events).returning(events.c.id, sort_by_parameter_order=True), rows
         )
-        for index, row, event_id in zip(to_insert, rows, inserted.scalars(), strict=True):
+        for row, event_id in zip(rows, inserted.scalars(), strict=True):
+            row["id"] = event_id
+        stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
+        summary_ids = await _count_summaries(conn, stored, now=now)
+        await _catalog(conn, stored)
+        for index, row in zip(to_insert, rows, strict=True):
             outcomes[index] = TrackResult(
-                event_id,
+                row["id"],
                 row["contact_id"],
                 row["occurred_at"],
                 row["received_at"],
                 duplicate=False,
+                summary_id=summary_ids[row["id"]],
             )
-        stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
-        await _count_summaries(conn, stored, now=now)
-        await _catalog(conn, stored)
 
     for index, original in repeats.items():
         first = outcomes[original]
@@ -138,12 +141,17 @@ def _event_row(
 
 async def _count_summaries(
     conn: AsyncConnection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
-) -> None:
-    """One upsert per (contact, name, title) however many of them the group holds;
-    rows go in key order so two processes lock them in the same order."""
-    summaries: dict[tuple[int, int, str, str], dict[str, Any]] = {}
+) -> dict[int, int]:
+    """Counts each event in its (contact, name, title) counter; returns the counter id
+    of every event id. One upsert per counter however many events of the group it
+    counts, in key order so that two processes lock counters in the same order."""
+    summaries: dict[tuple[int, int, str, str, int], dict[str, Any]] = {}
+    counted_in: dict[int, tuple[int, int, str, str, int]] = {}
     for pending, row in stored:
-        key = (row["account_id"], row["contact_id"], row["name"], row["title"] or "")
+        series = 0 if pending.command.repeatable else row["id"]
+        key = (row["account_id"], row["contact_id"], row["name"], row["title"] or "", series)
+        counted_in[row["id"]] = key
+        provider = pending.command.provider or row["source"]
         summary = summaries.get(key)
         if summary is None:
             summaries[key] = {
@@ -151,29 +159,33 @@ async def _count_summaries(
                 "contact_id": key[1],
                 "name": key[2],
                 "title": key[3],
+                "series": series,
                 "counter": 1,
                 "last_value": row["value"],
-                "provider": pending.command.provider or row["source"],
+                "provider": provider,
                 "created_at": now,
                 "updated_at": now,
             }
         else:
             summary["counter"] += 1
             summary["last_value"] = row["value"]
-            summary["provider"] = pending.command.provider or row["source"]
+            summary["provider"] = provider
+    keys = sorted(summaries)
     statement = upsert(conn, event_summaries)
-    await conn.execute(
+    upserted = await conn.execute(
         statement.on_conflict_do_update(
-            index_elements=["account_id", "contact_id", "name", "title"],
+            index_elements=["account_id", "contact_id", "name", "title", "series"],
             set_={
                 "counter": event_summaries.c.counter + statement.excluded.counter,
                 "last_value": statement.excluded.last_value,
                 "provider": statement.excluded.provider,
                 "updated_at": statement.excluded.updated_at,
             },
-        ),
-        [summaries[key] for key in sorted(summaries)],
+        ).returning(event_summaries.c.id, sort_by_parameter_order=True),
+        [summaries[key] for key in keys],
     )
+    summary_ids = dict(zip(keys, upserted.scalars(), strict=True))
+    return {event_id: summary_ids[key] for event_id, key in counted_in.items()}
 
 
 async def _catalog(
