@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import sqlalchemy as sa
 
-from tests.support import Tenant
+from tests.conftest import TenantFactory
+from tests.support import ManualClock, Tenant
 from trackbook.accounts import service as accounts
 from trackbook.db.tables import api_keys
 from trackbook.services import Services
 
 
 async def test_missing_wrong_or_revoked_key_is_401_with_a_json_error(
-    client: httpx.AsyncClient, tenant: Tenant, services: Services
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, clock: ManualClock
 ) -> None:
     body = {"event": "x", "contact": {"email": "a@x.io"}}
     wrong = tenant.key[:-4] + "AAAA"
@@ -29,9 +32,23 @@ async def test_missing_wrong_or_revoked_key_is_401_with_a_json_error(
         assert response.headers["WWW-Authenticate"] == "Bearer"
     assert (await client.post("/v1/track", headers=tenant.headers, json=body)).status_code == 201
 
-    await services.db.write(accounts.revoke_key, tenant.key[:16], now=services.clock.now())
+    # as `trackbook keys revoke` does it, from outside this process's memory of keys
+    await services.db.write(accounts.revoke_key, tenant.key[:16], now=clock.now())
+    clock.advance(timedelta(seconds=services.settings.auth_cache_seconds + 1))
     revoked = await client.post("/v1/track", headers=tenant.headers, json=body)
     assert revoked.status_code == 401
+    assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 401
+
+
+async def test_keys_are_rechecked_once_their_memory_expires(
+    client: httpx.AsyncClient, new_tenant: TenantFactory, services: Services, clock: ManualClock
+) -> None:
+    tenant = await new_tenant()
+    assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 200
+    await services.db.write(accounts.revoke_key, tenant.key[:16], now=clock.now())
+    clock.advance(timedelta(seconds=services.settings.auth_cache_seconds - 1))
+    assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 200
+    clock.advance(timedelta(seconds=2))
     assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 401
 
 

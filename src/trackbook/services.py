@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from trackbook.accounts.auth import Authenticator
 from trackbook.clock import Clock
 from trackbook.db.engine import Database
 from trackbook.events.service import EventService
@@ -20,6 +21,7 @@ class Services:
     db: Database
     writer: EventWriter
     events: EventService
+    auth: Authenticator
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
@@ -30,7 +32,8 @@ class Services:
             max_events=settings.group_commit_max_events,
             max_wait_ms=settings.group_commit_max_wait_ms,
         )
-        return cls(settings, clock, db, writer, EventService(writer, clock))
+        auth = Authenticator(db, clock, ttl_seconds=settings.auth_cache_seconds)
+        return cls(settings, clock, db, writer, EventService(writer, clock), auth)
 
     async def start(self) -> None:
         await self.writer.start()
@@ -40,6 +43,6 @@ class Services:
         await self.db.dispose()
 
 
-def services_of(request: Request) -> Services:
+async def services_of(request: Request) -> Services:
     services: Services = request.app.state.services
     return services

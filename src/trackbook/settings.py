@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     group_commit_max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     """Extra time a group waits for more events once the queue is drained (0: none)."""
 
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """How long a verified API key is trusted without asking the database again: a
+    revocation or account change made by another process applies within this time."""
+
     bench_routes: bool = False
     """Mounts the validate-only reference route used by bench/ingest.py."""
 

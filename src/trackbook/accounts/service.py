@@ -13,8 +13,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trackbook.accounts.errors import AccountNotFound, KeyNotFound, Unauthenticated
-from trackbook.db.engine import Database
+from trackbook.accounts.errors import AccountNotFound, KeyNotFound
 from trackbook.db.tables import accounts, api_keys
 from trackbook.errors import Conflict, Invalid
 
@@ -245,16 +244,3 @@ def needs_last_used_update(match: KeyMatch, now: datetime) -> bool:
 
 async def touch_key(conn: AsyncConnection, key_id: int, *, now: datetime) -> None:
     await conn.execute(api_keys.update().where(api_keys.c.id == key_id).values(last_used_at=now))
-
-
-async def authenticate(db: Database, secret: str | None, *, now: datetime) -> Account:
-    """The account a presented API key belongs to; Unauthenticated when it is missing,
-    unknown or revoked."""
-    if not secret:
-        raise Unauthenticated("an API key is required")
-    match = await db.query(find_key, secret)
-    if match is None:
-        raise Unauthenticated("the API key is not valid or has been revoked")
-    if needs_last_used_update(match, now):
-        await db.write(touch_key, match.key_id, now=now)
-    return match.account

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass
 
 from email_validator import EmailNotValidError, validate_email
@@ -21,12 +22,20 @@ class UnknownContact(enum.Enum):
 
 
 def normalise_email(email: str, field: str = "email") -> str:
+    """Trimmed and lower-cased; Invalid when it is no email address."""
     email = email.strip().lower()
     try:
-        validate_email(email, check_deliverability=False, allow_smtputf8=True)
+        _check_email(email)
     except EmailNotValidError as error:
         raise Invalid(field, f"is not a valid email address: {error}") from None
     return email
+
+
+@functools.lru_cache(maxsize=65_536)
+def _check_email(email: str) -> None:
+    # The same contacts come back all the time, and the check costs more than the
+    # rest of parsing an event; only valid addresses are remembered.
+    validate_email(email, check_deliverability=False, allow_smtputf8=True)
 
 
 def _text(value: str, field: str, limit: int = 255) -> str:

@@ -55,7 +55,9 @@ class Database:
                 self.url,
                 json_serializer=_json_dumps,
                 json_deserializer=orjson.loads,
-                pool_size=10,
+                # Sized for a loaded API node: opening a connection per request
+                # beyond the pool costs more than the request itself.
+                pool_size=20,
                 max_overflow=10,
                 pool_pre_ping=True,
                 pool_timeout=5,

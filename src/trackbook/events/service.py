@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from trackbook.accounts.service import Account
 from trackbook.clock import Clock
+from trackbook.db.engine import StorageUnavailable
 from trackbook.errors import DomainError
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import PendingEvent, TrackCommand, TrackResult
@@ -38,16 +39,22 @@ class EventService:
         """Each command stored or refused on its own; all are queued at once so they
         share as few transactions as possible. An error given in place of a command
         (one the dialect could not even parse) is passed through in its place."""
-
-        async def one(command: TrackCommand | DomainError) -> TrackResult:
+        queued: list[asyncio.Future[TrackResult] | Exception] = []
+        for command in commands:
             if isinstance(command, DomainError):
-                raise command
-            return await self.track(account, command)
-
-        outcomes = await asyncio.gather(
-            *(one(command) for command in commands), return_exceptions=True
-        )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome
-        return outcomes  # type: ignore[return-value]
+                queued.append(command)
+                continue
+            try:
+                queued.append(self._writer.submit(self.prepare(account, command)))
+            except (DomainError, StorageUnavailable) as error:
+                queued.append(error)
+        outcomes: list[TrackResult | Exception] = []
+        for item in queued:
+            if isinstance(item, Exception):
+                outcomes.append(item)
+                continue
+            try:
+                outcomes.append(await item)
+            except (DomainError, StorageUnavailable) as error:
+                outcomes.append(error)
+        return outcomes

@@ -55,12 +55,16 @@ class EventWriter:
         await self._task
         self._task = None
 
-    async def write(self, event: PendingEvent) -> TrackResult:
+    def submit(self, event: PendingEvent) -> asyncio.Future[TrackResult]:
+        """Queues the event; the future is answered once its group has committed."""
         if self._task is None or self._task.done():
             raise StorageUnavailable("the event writer is not running")
         waiting = _Waiting(event)
         self._queue.put_nowait(waiting)
-        return await waiting.answer
+        return waiting.answer
+
+    async def write(self, event: PendingEvent) -> TrackResult:
+        return await self.submit(event)
 
     async def _run(self) -> None:
         stopping = False

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Header
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
-from trackbook.accounts import service as accounts
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ContactConflict, ContactNotFound
@@ -46,9 +45,7 @@ async def application_password(
 ) -> Account:
     """HTTP Basic as WordPress application passwords: any user name, the password is
     a Trackbook API key."""
-    return await accounts.authenticate(
-        services.db, basic_password(authorization), now=services.clock.now()
-    )
+    return await services.auth.authenticate(basic_password(authorization))
 
 
 AccountDep = Annotated[Account, Depends(application_password)]

@@ -42,7 +42,7 @@ async def current_account(
 ) -> Account:
     scheme, _, secret = (authorization or "").partition(" ")
     presented = secret.strip() if scheme.lower() == "bearer" else None
-    return await accounts.authenticate(services.db, presented, now=services.clock.now())
+    return await services.auth.authenticate(presented)
 
 
 AccountDep = Annotated[Account, Depends(current_account)]
@@ -118,6 +118,7 @@ async def patch_account(body: AccountPatchIn, account: AccountDep, services: Ser
         timezone=body.timezone,
         tracking_enabled=body.tracking_enabled,
     )
+    services.auth.forget_account(account.id)
     return JSON(_account_body(updated))
 
 
