@@ -170,3 +170,15 @@ def test_migrate_builds_an_empty_database_and_is_repeatable(empty_database_url: 
     assert "name: Fresh" in invoke(runner, "accounts", "create", "Fresh")
     listed = invoke(runner, "keys", "list")
     assert listed.split() == ["prefix", "account", "name", "created", "last", "used", "revoked"]
+
+
+def test_lists_create_and_list(cli: CliRunner) -> None:
+    account_id = re.search(r"id: (\d+)", invoke(cli, "accounts", "create", "Lists Co"))
+    assert account_id is not None
+    created = invoke(cli, "lists", "create", "Newsletter", "--account", account_id[1])
+    list_id = re.search(r"id: (\d+)", created)
+    assert list_id is not None
+    listed = invoke(cli, "lists", "list", "--account", account_id[1])
+    assert re.search(rf"^\s*{list_id[1]}\s+Newsletter\s+0\s*$", listed, re.M)
+    duplicate = cli.invoke(app, ["lists", "create", "Newsletter", "--account", account_id[1]])
+    assert duplicate.exit_code == 1

@@ -22,6 +22,8 @@ from trackbook.dialects.limits import BodyLimit
 from trackbook.dialects.native.errors import NativeErrors
 from trackbook.dialects.native.routes import bench_router
 from trackbook.dialects.native.routes import router as native_router
+from trackbook.dialects.octeth.errors import OctethWire
+from trackbook.dialects.octeth.routes import router as octeth_router
 from trackbook.dialects.responses import (
     JSON,
     RETRY_AFTER_SECONDS,
@@ -62,6 +64,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(native_router)
     register_dialect(FLUENTCRM_PREFIX, FluentErrors())
     app.include_router(fluentcrm_router)
+    register_dialect("/api/v1/", OctethWire())
+    register_dialect("/api.php", OctethWire())
+    app.include_router(octeth_router)
     if settings.bench_routes:
         app.include_router(bench_router)
     _install_error_handlers(app)

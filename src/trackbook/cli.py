@@ -16,6 +16,7 @@ from rich.table import Table
 from trackbook.accounts import service as accounts
 from trackbook.accounts.service import Account, IssuedKey
 from trackbook.clock import SystemClock
+from trackbook.contacts import service as contacts
 from trackbook.db import migrate as migrations
 from trackbook.db.engine import Database
 from trackbook.errors import DomainError
@@ -26,8 +27,10 @@ T = TypeVar("T")
 app = typer.Typer(help="Trackbook: contact event tracking.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+lists_app = typer.Typer(help="Contact lists (Octeth's ListID).", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
+app.add_typer(lists_app, name="lists")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -242,6 +245,29 @@ def keys_revoke(prefix: str) -> None:
     """Revoke the key with this prefix; requests with it are refused from now on."""
     key = _write(accounts.revoke_key, prefix.rstrip("…"), now=clock.now())
     out.print(f"revoked {key.prefix}… of account {key.account_id}")
+
+
+@lists_app.command("create")
+def lists_create(
+    name: str, account: Annotated[int, typer.Option("--account", help="Account id.")]
+) -> None:
+    """Create a list; its id is the ListID Octeth clients send."""
+    created = _write(contacts.create_list, account, name, now=clock.now())
+    out.print(f"id: {created.id}")
+    out.print(f"name: {created.name}")
+
+
+@lists_app.command("list")
+def lists_list(account: Annotated[int, typer.Option("--account", help="Account id.")]) -> None:
+    """List an account's lists with their member counts."""
+
+    async def work(db: Database) -> list[contacts.ContactList]:
+        return await db.query(contacts.list_lists, account)
+
+    _print_table(
+        ("id", "name", "members"),
+        [(str(item.id), item.name, str(item.member_count)) for item in _run(work)],
+    )
 
 
 def main() -> None:

@@ -396,6 +396,57 @@ async def identify(
     return await update_contact(conn, account_id, target, now=now, changes=changes or {})
 
 
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """A browser or device as a visitor id, and the contact it belongs to."""
+
+    contact_id: int
+    visitor_id: str
+    newly_identified: bool
+    """The visitor id was linked to this contact just now (its history moved over)."""
+
+
+async def identify_visitor(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    email: str | None,
+    external_id: str | None,
+    visitor_id: str | None,
+    new_visitor_id: str,
+    now: datetime,
+    changes: Mapping[str, Any] | None = None,
+) -> Visitor:
+    """The contact with this email or external id (created if new; with both, the
+    external id is given to the email's contact), linked to the visitor id. Without a
+    visitor id, the contact's first alias is reused, or `new_visitor_id` becomes one."""
+    contact, _ = await upsert_contact(
+        conn, account_id, now=now, email=email, external_id=external_id, fields=changes
+    )
+    if visitor_id is None:
+        known = await conn.scalar(
+            sa.select(contact_aliases.c.alias)
+            .where(
+                contact_aliases.c.account_id == account_id,
+                contact_aliases.c.contact_id == contact.id,
+            )
+            .order_by(contact_aliases.c.id)
+            .limit(1)
+        )
+        if known is not None:
+            return Visitor(contact.id, known, newly_identified=False)
+        visitor_id = new_visitor_id
+    owner = await conn.scalar(
+        sa.select(contact_aliases.c.contact_id).where(
+            contact_aliases.c.account_id == account_id, contact_aliases.c.alias == visitor_id
+        )
+    )
+    if owner == contact.id:
+        return Visitor(contact.id, visitor_id, newly_identified=False)
+    await identify(conn, account_id, visitor_id, ContactRef(id=contact.id), now=now)
+    return Visitor(contact.id, visitor_id, newly_identified=True)
+
+
 async def _merge_into(
     conn: AsyncConnection, account_id: int, source: int, target: int, *, now: datetime
 ) -> None:

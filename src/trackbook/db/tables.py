@@ -140,6 +140,7 @@ events = sa.Table(
     sa.Column("properties", Json, nullable=True),
     sa.Column("source", sa.String(32), nullable=False),
     sa.Column("message_id", sa.String(255), nullable=True),
+    sa.Column("list_id", BigId, sa.ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
     sa.Column("occurred_at", UTCDateTime(), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("account_id", "message_id"),
@@ -188,6 +189,16 @@ event_properties = sa.Table(
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("first_seen", UTCDateTime(), nullable=False),
     sa.PrimaryKeyConstraint("account_id", "event_name", "name"),
+)
+
+list_event_properties = sa.Table(
+    "list_event_properties",
+    metadata,
+    _account_fk(),
+    sa.Column("list_id", BigId, sa.ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("event_name", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "list_id", "event_name", "name"),
 )
 
 dropped_events = sa.Table(

@@ -25,6 +25,8 @@ class TrackCommand:
     message_id: str | None = None
     provider: str | None = None
     """The FluentCRM provider of the counter; defaults to the source."""
+    list_id: int | None = None
+    """The list the event was tracked with (Octeth's ListID); the dialect checks it."""
     repeatable: bool = True
     """Adds to the contact's one counter for (name, title); False gives the event a
     counter row of its own, as FluentCRM's repeatable=false does."""

@@ -12,7 +12,13 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trackbook.db.tables import event_names, event_properties, event_summaries, events
+from trackbook.db.tables import (
+    event_names,
+    event_properties,
+    event_summaries,
+    events,
+    list_event_properties,
+)
 from trackbook.errors import Invalid
 from trackbook.events.model import Event
 
@@ -189,3 +195,21 @@ async def event_name_properties(
         .order_by(event_properties.c.name)
     )
     return list(rows)
+
+
+async def list_properties(
+    conn: AsyncConnection, account_id: int, list_id: int
+) -> dict[str, list[str]]:
+    """Property names of the events tracked with a list, by event name, both sorted."""
+    rows = await conn.execute(
+        sa.select(list_event_properties.c.event_name, list_event_properties.c.name)
+        .where(
+            list_event_properties.c.account_id == account_id,
+            list_event_properties.c.list_id == list_id,
+        )
+        .order_by(list_event_properties.c.event_name, list_event_properties.c.name)
+    )
+    found: dict[str, list[str]] = {}
+    for event_name, name in rows:
+        found.setdefault(event_name, []).append(name)
+    return found

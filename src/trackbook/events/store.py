@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.contacts.service import resolve_contacts
-from trackbook.db.tables import event_names, event_properties, event_summaries, events
+from trackbook.db.tables import (
+    event_names,
+    event_properties,
+    event_summaries,
+    events,
+    list_event_properties,
+)
 from trackbook.db.upsert import upsert
 from trackbook.events.model import PendingEvent, TrackResult
 
@@ -134,6 +140,7 @@ def _event_row(
         "properties": command.properties,
         "source": command.source,
         "message_id": command.message_id,
+        "list_id": command.list_id,
         "occurred_at": pending.occurred_at,
         "received_at": pending.received_at,
     }
@@ -193,6 +200,7 @@ async def _catalog(
 ) -> None:
     names: dict[tuple[int, str], dict[str, Any]] = {}
     properties: set[tuple[int, str, str]] = set()
+    list_properties: set[tuple[int, int, str, str]] = set()
     for _, row in stored:
         key = (row["account_id"], row["name"])
         seen = names.get(key)
@@ -210,6 +218,10 @@ async def _catalog(
             seen["last_seen"] = max(seen["last_seen"], row["occurred_at"])
         for property_name in row["properties"] or ():
             properties.add((row["account_id"], row["name"], property_name[:255]))
+            if row["list_id"] is not None:
+                list_properties.add(
+                    (row["account_id"], row["list_id"], row["name"], property_name[:255])
+                )
     statement = upsert(conn, event_names)
     excluded = statement.excluded
     await conn.execute(
@@ -241,5 +253,13 @@ async def _catalog(
                     "first_seen": first_seen[account_id, event_name],
                 }
                 for account_id, event_name, property_name in sorted(properties)
+            ],
+        )
+    if list_properties:
+        await conn.execute(
+            upsert(conn, list_event_properties).on_conflict_do_nothing(),
+            [
+                {"account_id": account_id, "list_id": list_id, "event_name": event, "name": name}
+                for account_id, list_id, event, name in sorted(list_properties)
             ],
         )

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from trackbook.accounts.errors import Unauthenticated
 from trackbook.contacts.errors import ContactConflict, ContactNotFound
+from trackbook.dialects.params import MalformedJson
 from trackbook.dialects.responses import JSON, ErrorReply
 from trackbook.errors import DomainError, Invalid, NotFound
 from trackbook.events.errors import TrackingDisabled
@@ -24,10 +25,6 @@ class FieldErrors(DomainError):
     def __init__(self, errors: dict[str, dict[str, str]]) -> None:
         super().__init__("; ".join(m for rules in errors.values() for m in rules.values()))
         self.errors = errors
-
-
-class InvalidJson(DomainError):
-    code = "rest_invalid_json"
 
 
 def _wordpress(status: int, code: str, message: str, **data: Any) -> dict[str, Any]:
@@ -50,7 +47,7 @@ class FluentErrors:
                 return ErrorReply(404, error.code, error.message, body={"message": MODEL_NOT_FOUND})
             case FieldErrors():
                 return ErrorReply(422, error.code, error.message, body=error.errors)
-            case InvalidJson():
+            case MalformedJson():
                 body = _wordpress(
                     400,
                     "rest_invalid_json",

@@ -1,4 +1,4 @@
-"""WordPress's request parameters: query, form body and JSON body merged into one."""
+"""How WordPress reads request values: sanitised text, PHP truthiness, Basic auth."""
 
 from __future__ import annotations
 
@@ -7,43 +7,8 @@ import binascii
 import re
 from typing import Any
 
-import orjson
-from starlette.requests import Request
-
-from trackbook.dialects.fluentcrm.errors import InvalidJson
-
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
-
-
-async def wp_params(request: Request) -> dict[str, Any]:
-    """As WP_REST_Request::get_param sees them: JSON over form over query string."""
-    params: dict[str, Any] = _php_arrays(request.query_params.multi_items())
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.form()
-        params.update(_php_arrays((k, v) for k, v in form.multi_items() if isinstance(v, str)))
-    elif content_type == "application/json" or content_type.endswith("+json"):
-        raw = await request.body()
-        if raw.strip():
-            try:
-                body = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                raise InvalidJson("the body is not valid JSON") from None
-            if isinstance(body, dict):
-                params.update(body)
-    return params
-
-
-def _php_arrays(items: Any) -> dict[str, Any]:
-    """`tags[]=a&tags[]=b` is the list ['a', 'b'], as PHP reads it."""
-    params: dict[str, Any] = {}
-    for key, value in items:
-        if key.endswith("[]"):
-            params.setdefault(key[:-2], []).append(value)
-        else:
-            params[key] = value
-    return params
 
 
 def sanitize_text(value: Any) -> str:

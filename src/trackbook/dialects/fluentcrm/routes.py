@@ -23,8 +23,8 @@ from trackbook.dialects.fluentcrm.params import (
     php_int,
     php_truthy,
     sanitize_text,
-    wp_params,
 )
+from trackbook.dialects.params import merged_params
 from trackbook.dialects.responses import JSON
 from trackbook.errors import Invalid, NotFound
 from trackbook.events import queries
@@ -100,7 +100,7 @@ async def track_event(request: Request, account: AccountDep, services: ServicesD
     counter's id."""
     if not account.tracking_enabled:
         raise TrackingDisabled
-    params = await wp_params(request)
+    params = await merged_params(request)
     fields = _required(params, "event_key", "title")
     contact = _subscriber(params)
     value = params.get("value")
@@ -232,7 +232,7 @@ def _ids(value: Any, field: str) -> list[int]:
 async def create_subscriber(request: Request, account: AccountDep, services: ServicesDep) -> JSON:
     """Creates a contact: email required; first_name, last_name, status, user_id, lists
     (ids) and tags (ids of existing tags, or names)."""
-    params = await wp_params(request)
+    params = await merged_params(request)
     raw_email = sanitize_text(params.get("email"))
     if not raw_email:
         raise FieldErrors({"email": {"required": "The email field is required."}})

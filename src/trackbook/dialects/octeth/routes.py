@@ -1,0 +1,304 @@
+"""Octeth's event.track and website_events.properties, at /api/v1 and legacy /api.php."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+
+from trackbook.accounts.service import Account
+from trackbook.contacts import service as contacts
+from trackbook.contacts.errors import ListNotFound
+from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
+from trackbook.dialects.octeth.errors import MALFORMED, UNKNOWN_COMMAND, OctethErrors
+from trackbook.dialects.params import merged_params
+from trackbook.dialects.responses import JSON
+from trackbook.errors import Invalid
+from trackbook.events import queries
+from trackbook.events.errors import TrackingDisabled
+from trackbook.events.model import TrackCommand
+from trackbook.services import Services, services_of
+
+router = APIRouter(tags=["Octeth dialect"])
+ServicesDep = Annotated[Services, Depends(services_of)]
+CONVERSION_PROPERTIES = (
+    (8, "conversion-id"),
+    (9, "conversion-name"),
+    (10, "conversion-value"),
+)
+
+
+async def octeth_params(request: Request) -> dict[str, Any]:
+    """Octeth's parameter names are case-insensitive: every key lower-cased."""
+    return {key.lower(): value for key, value in (await merged_params(request)).items()}
+
+
+ParamsDep = Annotated[dict[str, Any], Depends(octeth_params)]
+
+
+async def api_key(
+    params: ParamsDep,
+    services: ServicesDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Account:
+    """The `APIKey` parameter, or `Authorization: Bearer <key>`."""
+    scheme, _, bearer = (authorization or "").partition(" ")
+    presented = params.get("apikey") or (bearer.strip() if scheme.lower() == "bearer" else None)
+    return await services.auth.authenticate(presented if isinstance(presented, str) else None)
+
+
+AccountDep = Annotated[Account, Depends(api_key)]
+
+
+def _properties(raw: Any) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise OctethErrors([(MALFORMED, "Properties is not valid JSON")], 400) from None
+    if not isinstance(raw, dict):
+        raise OctethErrors([(MALFORMED, "Properties must be an object")], 400)
+    return raw
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, dict | list):
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+async def _list_id(raw: Any, account: Account, services: Services) -> int | None:
+    """The ListID as a list of this account, or None when it is none of that."""
+    if isinstance(raw, bool):
+        return None
+    try:
+        list_id = int(raw)
+    except (TypeError, ValueError):
+        return None
+    try:
+        await services.db.query(contacts.get_list, account.id, list_id)
+    except ListNotFound:
+        return None
+    return list_id
+
+
+_TRAITS = {
+    "first_name": "first_name",
+    "firstname": "first_name",
+    "last_name": "last_name",
+    "lastname": "last_name",
+}
+
+
+def _traits(properties: dict[str, Any]) -> dict[str, str]:
+    """Contact fields among an identify's properties ($-prefixed or not)."""
+    traits: dict[str, str] = {}
+    for key, value in properties.items():
+        field = _TRAITS.get(key.lstrip("$").lower())
+        if field is not None and isinstance(value, str) and value.strip():
+            traits[field] = value.strip()[:200]
+    return traits
+
+
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    event: str
+    list_id: int | None
+    email: str | None
+    properties: dict[str, Any]
+
+
+async def _check(params: dict[str, Any], account: Account, services: Services) -> _Checked:
+    """Octeth's validation: every detected error listed at once."""
+    errors: list[tuple[int, str]] = []
+    event = _text(params.get("event"))
+    if event is None:
+        errors.append((5, "Missing event parameter"))
+    list_id = None
+    if params.get("listid") not in (None, ""):
+        list_id = await _list_id(params["listid"], account, services)
+        if list_id is None:
+            errors.append((4, "Invalid ListID parameter"))
+    email = _text(params.get("email"))
+    if email is not None:
+        try:
+            email = normalise_email(email)
+        except Invalid:
+            errors.append((7, "Invalid email parameter"))
+    properties = _properties(params.get("properties"))
+    if event == "conversion":
+        for code, name in CONVERSION_PROPERTIES:
+            if properties.get(name) in (None, ""):
+                errors.append((code, f"Missing {name} event property (for conversion events)"))
+    if errors or event is None:
+        raise OctethErrors(errors)
+    return _Checked(event, list_id, email, properties)
+
+
+async def track(params: dict[str, Any], account: Account, services: Services) -> JSON:
+    """event.track: validate, link the visitor to the contact it names, store."""
+    checked = await _check(params, account, services)
+    event, list_id, email, properties = (
+        checked.event,
+        checked.list_id,
+        checked.email,
+        checked.properties,
+    )
+    external_id = _text(params.get("id"))
+    visitor_id = _text(params.get("uuid"))
+    is_test = properties.get("isTest") is True or properties.get("isTest") == "true"
+    if is_test:
+        # Octeth answers a test event as a real one and stores nothing.
+        return _success(visitor_id or str(uuid.uuid4()), external_id, event == "identify")
+    if not account.tracking_enabled:
+        raise TrackingDisabled
+
+    identified = False
+    if email is not None or external_id is not None:
+        traits = _traits(properties) if event == "identify" else {}
+        visitor = await services.db.write(
+            _identify,
+            account.id,
+            email=email,
+            external_id=external_id,
+            visitor_id=visitor_id,
+            list_id=list_id if email is not None else None,
+            traits=traits,
+            now=services.clock.now(),
+        )
+        visitor_id, identified = visitor.visitor_id, visitor.newly_identified
+        contact = ContactRef(id=visitor.contact_id)
+        policy = UnknownContact.REJECT
+    else:
+        visitor_id = visitor_id or str(uuid.uuid4())
+        contact = ContactRef.build(anonymous_id=visitor_id, field="UUID")
+        policy = UnknownContact.CREATE_ALWAYS
+
+    is_conversion = event == "conversion"
+    stored = TrackCommand(
+        name=event,
+        contact=contact,
+        source="octeth",
+        unknown_contact=policy,
+        title=str(properties["conversion-name"]) if is_conversion else None,
+        value=str(properties["conversion-value"]) if is_conversion else None,
+        properties=properties,
+        list_id=list_id,
+    )
+    commands = [stored]
+    if identified and event != "identify":
+        # The identify Octeth sends on a new email for a visitor, kept as an event.
+        commands.insert(
+            0,
+            TrackCommand(
+                name="identify",
+                contact=contact,
+                source="octeth",
+                unknown_contact=policy,
+                properties=properties,
+                list_id=list_id,
+            ),
+        )
+    for outcome in await services.events.track_many(account, commands):
+        if isinstance(outcome, Exception):
+            raise outcome
+    return _success(visitor_id, external_id, identified or event == "identify")
+
+
+async def _identify(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    email: str | None,
+    external_id: str | None,
+    visitor_id: str | None,
+    list_id: int | None,
+    traits: dict[str, str],
+    now: datetime,
+) -> contacts.Visitor:
+    visitor = await contacts.identify_visitor(
+        conn,
+        account_id,
+        email=email,
+        external_id=external_id,
+        visitor_id=visitor_id,
+        new_visitor_id=str(uuid.uuid4()),
+        now=now,
+        changes=traits,
+    )
+    if list_id is not None:
+        await contacts.add_to_list(conn, account_id, list_id, visitor.contact_id, now=now)
+    return visitor
+
+
+def _success(visitor_id: str, external_id: str | None, identify_sent: bool) -> JSON:
+    return JSON(
+        {
+            "status": "success",
+            "uuid": visitor_id,
+            "external_id": external_id,
+            "identify_event_sent": identify_sent,
+        }
+    )
+
+
+async def properties_of_list(params: dict[str, Any], account: Account, services: Services) -> JSON:
+    """website_events.properties: property names of the events tracked with a list."""
+    raw = params.get("listid")
+    if raw in (None, ""):
+        raise OctethErrors([(1, "Missing ListID parameter")])
+    try:
+        list_id = int(raw)
+    except (TypeError, ValueError):
+        raise OctethErrors([(2, "Invalid ListID parameter")]) from None
+    if isinstance(raw, bool):
+        raise OctethErrors([(2, "Invalid ListID parameter")])
+    try:
+        await services.db.query(contacts.get_list, account.id, list_id)
+    except ListNotFound:
+        raise OctethErrors([(3, "List not found")]) from None
+    found = await services.db.query(queries.list_properties, account.id, list_id)
+    return JSON({"ListID": list_id, "Properties": found})
+
+
+_COMMANDS = {"event.track": track, "website_events.properties": properties_of_list}
+
+
+def _command(params: dict[str, Any], default: str | None = None) -> str:
+    command = _text(params.get("command")) or default
+    if command is None or command.lower() not in _COMMANDS:
+        raise OctethErrors([(UNKNOWN_COMMAND, f"Unknown Command {command!r}")])
+    return command.lower()
+
+
+@router.post("/api/v1/event")
+async def event_route(params: ParamsDep, account: AccountDep, services: ServicesDep) -> JSON:
+    """Command `event.track` (the default here)."""
+    command = _command(params, "event.track")
+    return await _COMMANDS[command](params, account, services)
+
+
+@router.get("/api/v1/website_events.properties")
+async def properties_route(params: ParamsDep, account: AccountDep, services: ServicesDep) -> JSON:
+    return await properties_of_list(params, account, services)
+
+
+@router.get("/api.php")
+async def legacy_get(params: ParamsDep, account: AccountDep, services: ServicesDep) -> JSON:
+    """Octeth's legacy endpoint, dispatching on `Command`."""
+    return await _COMMANDS[_command(params)](params, account, services)
+
+
+@router.post("/api.php")
+async def legacy_post(params: ParamsDep, account: AccountDep, services: ServicesDep) -> JSON:
+    """Octeth's legacy endpoint, dispatching on `Command`."""
+    return await _COMMANDS[_command(params)](params, account, services)
