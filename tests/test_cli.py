@@ -182,3 +182,20 @@ def test_lists_create_and_list(cli: CliRunner) -> None:
     assert re.search(rf"^\s*{list_id[1]}\s+Newsletter\s+0\s*$", listed, re.M)
     duplicate = cli.invoke(app, ["lists", "create", "Newsletter", "--account", account_id[1]])
     assert duplicate.exit_code == 1
+
+
+def test_accounts_show_and_rotate_the_activecampaign_event_key(cli: CliRunner) -> None:
+    created = invoke(cli, "accounts", "create", "Tracked")
+    account_id = re.search(r"^id: (\d+)", created, re.M)
+    actid = re.search(r"^activecampaign actid: (\d{9})$", created, re.M)
+    key = re.search(r"^activecampaign event key: ([0-9a-f]{40})$", created, re.M)
+    assert account_id is not None, created
+    assert actid is not None, created
+    assert key is not None, created
+    shown = invoke(cli, "accounts", "show", account_id[1])
+    assert f"activecampaign event key: {key[1]}" in shown
+    rotated = invoke(cli, "accounts", "rotate-event-key", account_id[1])
+    new_key = re.search(r"^activecampaign event key: ([0-9a-f]{40})$", rotated, re.M)
+    assert new_key is not None
+    assert new_key[1] != key[1]
+    assert f"activecampaign actid: {actid[1]}" in rotated

@@ -15,6 +15,8 @@ from starlette.responses import Response
 from trackbook import __version__
 from trackbook.clock import Clock, SystemClock
 from trackbook.db.engine import StorageUnavailable
+from trackbook.dialects.activecampaign import trackcmp, v3
+from trackbook.dialects.activecampaign.errors import TrackcmpErrors, V3Errors
 from trackbook.dialects.fluentcrm.errors import FluentErrors
 from trackbook.dialects.fluentcrm.routes import PREFIX as FLUENTCRM_PREFIX
 from trackbook.dialects.fluentcrm.routes import router as fluentcrm_router
@@ -67,6 +69,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     register_dialect("/api/v1/", OctethWire())
     register_dialect("/api.php", OctethWire())
     app.include_router(octeth_router)
+    register_dialect(v3.PREFIX + "/", V3Errors())
+    register_dialect("/event", TrackcmpErrors())
+    register_dialect("/admin/api.php", TrackcmpErrors())
+    app.include_router(v3.router)
+    app.include_router(trackcmp.router)
     if settings.bench_routes:
         app.include_router(bench_router)
     _install_error_handlers(app)

@@ -93,6 +93,8 @@ def _show_account(account: Account) -> None:
     out.print(f"name: {account.name}")
     out.print(f"timezone: {account.timezone}")
     out.print(f"tracking: {'on' if account.tracking_enabled else 'off'}")
+    out.print(f"activecampaign actid: {account.actid}")
+    out.print(f"activecampaign event key: {account.event_key}")
 
 
 def _show_key(issued: IssuedKey) -> None:
@@ -183,6 +185,12 @@ def accounts_show(account_id: int) -> None:
         return await db.query(accounts.get_account, account_id)
 
     _show_account(_run(work))
+
+
+@accounts_app.command("rotate-event-key")
+def accounts_rotate_event_key(account_id: int) -> None:
+    """Replace the ActiveCampaign event key; clients must send the new one."""
+    _show_account(_write(accounts.rotate_event_key, account_id))
 
 
 @accounts_app.command("set")

@@ -32,6 +32,10 @@ class Account:
     timezone: str
     tracking_enabled: bool
     created_at: datetime
+    actid: str
+    """ActiveCampaign's site-tracking account id, 9 digits."""
+    event_key: str
+    """ActiveCampaign's event key, 40 hex characters: trackcmp's proof of the account."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,8 @@ def _account(row: sa.Row[tuple[object, ...]]) -> Account:
         timezone=row.timezone,
         tracking_enabled=row.tracking_enabled,
         created_at=row.created_at,
+        actid=row.actid,
+        event_key=row.event_key,
     )
 
 
@@ -94,9 +100,21 @@ def _check_name(name: str) -> str:
     return name
 
 
+def new_event_key() -> str:
+    return secrets.token_hex(20)
+
+
+async def _free_actid(conn: AsyncConnection) -> str:
+    while True:
+        actid = str(100_000_000 + secrets.randbelow(900_000_000))
+        if await conn.scalar(sa.select(accounts.c.id).where(accounts.c.actid == actid)) is None:
+            return actid
+
+
 async def create_account(
     conn: AsyncConnection, name: str, *, now: datetime, timezone: str = "UTC"
 ) -> Account:
+    actid = await _free_actid(conn)
     row = (
         await conn.execute(
             accounts.insert()
@@ -105,6 +123,8 @@ async def create_account(
                 timezone=_check_timezone(timezone),
                 tracking_enabled=True,
                 created_at=now,
+                actid=actid,
+                event_key=new_event_key(),
             )
             .returning(*accounts.c)
         )
@@ -152,6 +172,27 @@ async def update_account(
     if row is None:
         raise AccountNotFound(f"account {account_id} does not exist")
     return _account(row)
+
+
+async def rotate_event_key(conn: AsyncConnection, account_id: int) -> Account:
+    """A new ActiveCampaign event key; trackcmp requests with the old one are refused."""
+    row = (
+        await conn.execute(
+            accounts.update()
+            .where(accounts.c.id == account_id)
+            .values(event_key=new_event_key())
+            .returning(*accounts.c)
+        )
+    ).one_or_none()
+    if row is None:
+        raise AccountNotFound(f"account {account_id} does not exist")
+    return _account(row)
+
+
+async def find_by_actid(conn: AsyncConnection, actid: str) -> Account | None:
+    """The account of an ActiveCampaign actid: trackcmp names the account this way."""
+    row = (await conn.execute(sa.select(accounts).where(accounts.c.actid == actid))).one_or_none()
+    return None if row is None else _account(row)
 
 
 async def create_key(

@@ -39,6 +39,7 @@ class Contact:
     status: str
     created_at: datetime
     updated_at: datetime
+    phone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ def _contact(row: sa.Row[Any]) -> Contact:
         status=row.status,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        phone=row.phone,
     )
 
 
@@ -126,6 +128,7 @@ async def _insert_contact(
     wp_user_id: int | None = None,
     first_name: str | None = None,
     last_name: str | None = None,
+    phone: str | None = None,
     status: str = "subscribed",
 ) -> sa.Row[Any]:
     return (
@@ -138,6 +141,7 @@ async def _insert_contact(
                 wp_user_id=wp_user_id,
                 first_name=first_name,
                 last_name=last_name,
+                phone=phone,
                 status=status,
                 created_at=now,
                 updated_at=now,

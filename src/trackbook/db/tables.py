@@ -31,6 +31,11 @@ accounts = sa.Table(
     sa.Column("timezone", sa.String(64), nullable=False, server_default="UTC"),
     sa.Column("tracking_enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # ActiveCampaign's site-tracking account id (9 digits) and event key (40 hex):
+    # trackcmp requests name the account by actid and prove it with the key.
+    sa.Column("actid", sa.String(9), nullable=False),
+    sa.Column("event_key", sa.String(40), nullable=False),
+    sa.UniqueConstraint("actid"),
 )
 
 api_keys = sa.Table(
@@ -58,6 +63,7 @@ contacts = sa.Table(
     sa.Column("wp_user_id", sa.BigInteger(), nullable=True),
     sa.Column("first_name", sa.String(200), nullable=True),
     sa.Column("last_name", sa.String(200), nullable=True),
+    sa.Column("phone", sa.String(64), nullable=True),
     sa.Column("status", sa.String(32), nullable=False, server_default="subscribed"),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),

@@ -19,7 +19,7 @@ from trackbook.db.tables import (
     events,
     list_event_properties,
 )
-from trackbook.errors import Invalid
+from trackbook.errors import Invalid, NotFound
 from trackbook.events.model import Event
 
 
@@ -213,3 +213,30 @@ async def list_properties(
     for event_name, name in rows:
         found.setdefault(event_name, []).append(name)
     return found
+
+
+async def events_page(
+    conn: AsyncConnection, account_id: int, contact_id: int, *, offset: int, limit: int
+) -> tuple[int, list[Event]]:
+    """A contact's events newest first, by offset, with how many there are in all."""
+    scope = sa.and_(events.c.account_id == account_id, events.c.contact_id == contact_id)
+    total = await conn.scalar(sa.select(sa.func.count()).select_from(events).where(scope))
+    rows = await conn.execute(
+        sa.select(events)
+        .where(scope)
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total or 0), [_event(row) for row in rows]
+
+
+async def get_event(conn: AsyncConnection, account_id: int, event_id: int) -> Event:
+    row = (
+        await conn.execute(
+            sa.select(events).where(events.c.account_id == account_id, events.c.id == event_id)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"event {event_id} does not exist")
+    return _event(row)

@@ -229,11 +229,15 @@ async def _catalog(
             index_elements=["account_id", "name"],
             set_={
                 "count": event_names.c.count + excluded.count,
+                # a name whitelisted before it was ever tracked has count 0 and
+                # placeholder times that the first events replace
                 "first_seen": sa.case(
+                    (event_names.c.count == 0, excluded.first_seen),
                     (excluded.first_seen < event_names.c.first_seen, excluded.first_seen),
                     else_=event_names.c.first_seen,
                 ),
                 "last_seen": sa.case(
+                    (event_names.c.count == 0, excluded.last_seen),
                     (excluded.last_seen > event_names.c.last_seen, excluded.last_seen),
                     else_=event_names.c.last_seen,
                 ),

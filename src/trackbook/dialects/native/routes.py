@@ -26,7 +26,7 @@ from trackbook.dialects.native.models import (
 )
 from trackbook.dialects.responses import JSON, ErrorReply, iso
 from trackbook.errors import DomainError, Invalid, NotFound
-from trackbook.events import queries
+from trackbook.events import dropped, queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import Event, TrackResult
 from trackbook.events.validation import parse_timestamp
@@ -398,6 +398,34 @@ async def event_name_properties(name: str, account: AccountDep, services: Servic
     if found is None:
         raise NotFound(f"no event named {name!r} has been tracked")
     return JSON({"name": name, "properties": found})
+
+
+@router.get("/dropped-events", tags=["events"])
+async def dropped_events(
+    account: AccountDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSON:
+    """Events a dialect acknowledged but did not store (ActiveCampaign's unknown contacts
+    and tracking switched off), newest first, with the reason."""
+    found = await services.db.query(dropped.newest, account.id, before_id=cursor, limit=limit + 1)
+    page = found[:limit]
+    return JSON(
+        {
+            "data": [
+                {
+                    "id": item.id,
+                    "source": item.source,
+                    "reason": item.reason,
+                    "payload": item.payload,
+                    "received_at": iso(item.received_at),
+                }
+                for item in page
+            ],
+            "next_cursor": page[-1].id if len(found) > limit else None,
+        }
+    )
 
 
 bench_router = APIRouter(prefix="/v1/_bench", include_in_schema=False)

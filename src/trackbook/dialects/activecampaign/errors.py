@@ -1,0 +1,81 @@
+"""ActiveCampaign's error shapes: v3 JSON:API errors, and trackcmp's {success, message}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from trackbook.accounts.errors import Unauthenticated
+from trackbook.contacts.errors import ContactNotFound
+from trackbook.dialects.responses import JSON, ErrorReply
+from trackbook.errors import DomainError, Invalid, NotFound
+
+
+class FieldError(DomainError):
+    """A v3 validation error on one attribute, as ActiveCampaign words them."""
+
+    code = "field"
+
+    def __init__(self, title: str, code: str, attribute: str) -> None:
+        super().__init__(title)
+        self.title = title
+        self.error_code = code
+        self.attribute = attribute
+
+
+class TrackcmpRefused(DomainError):
+    """trackcmp and v1 refusals: {"success": 0, "message": ...} with this status."""
+
+    code = "refused"
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _errors(title: str, code: str, pointer: str) -> dict[str, Any]:
+    return {
+        "errors": [{"title": title, "detail": "", "code": code, "source": {"pointer": pointer}}]
+    }
+
+
+class V3Errors:
+    def reply_for(self, error: DomainError) -> ErrorReply:
+        match error:
+            case Unauthenticated():
+                return ErrorReply(403, error.code, error.message, body={"message": "Forbidden"})
+            case FieldError():
+                body = _errors(error.title, error.error_code, f"/data/attributes/{error.attribute}")
+                return ErrorReply(422, error.code, error.message, body=body)
+            case Invalid():
+                body = _errors(error.message, "field_invalid", f"/data/attributes/{error.field}")
+                return ErrorReply(422, error.code, error.message, body=body)
+            case ContactNotFound():
+                return ErrorReply(404, error.code, error.message, body={"message": error.message})
+            case NotFound():
+                body = {"errors": [{"status": 404, "title": "Not Found", "detail": error.message}]}
+                return ErrorReply(404, error.code, error.message, body=body)
+        body = {"errors": [{"status": 400, "title": "Bad Request", "detail": error.message}]}
+        return ErrorReply(400, error.code, error.message, body=body)
+
+    def render(self, reply: ErrorReply) -> Response:
+        body = reply.body
+        if body is None:
+            titles = {404: "Not Found", 413: "Payload Too Large", 503: "Service Unavailable"}
+            title = titles.get(reply.status, "Unprocessable Entity")
+            body = {"errors": [{"status": reply.status, "title": title, "detail": reply.message}]}
+        return JSON(body, status_code=reply.status, headers=reply.headers)
+
+
+class TrackcmpErrors:
+    def reply_for(self, error: DomainError) -> ErrorReply:
+        if isinstance(error, TrackcmpRefused):
+            return ErrorReply(error.status, error.code, error.message)
+        if isinstance(error, Unauthenticated):
+            return ErrorReply(403, error.code, "You are not authorized to access this file")
+        return ErrorReply(400, error.code, error.message)
+
+    def render(self, reply: ErrorReply) -> Response:
+        body = {"success": 0, "message": reply.message}
+        return JSON(body, status_code=reply.status, headers=reply.headers)

@@ -1,0 +1,57 @@
+"""Events a dialect acknowledged without storing (as ActiveCampaign does), kept with why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackbook.db.tables import dropped_events
+
+UNKNOWN_CONTACT = "unknown_contact"
+TRACKING_DISABLED = "tracking_disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedEvent:
+    id: int
+    source: str
+    reason: str
+    payload: dict[str, Any]
+    received_at: datetime
+
+
+async def record(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    source: str,
+    reason: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> None:
+    await conn.execute(
+        dropped_events.insert().values(
+            account_id=account_id, source=source, reason=reason, payload=payload, received_at=now
+        )
+    )
+
+
+async def newest(
+    conn: AsyncConnection, account_id: int, *, before_id: int | None = None, limit: int = 50
+) -> list[DroppedEvent]:
+    query = (
+        sa.select(dropped_events)
+        .where(dropped_events.c.account_id == account_id)
+        .order_by(dropped_events.c.id.desc())
+        .limit(limit)
+    )
+    if before_id is not None:
+        query = query.where(dropped_events.c.id < before_id)
+    return [
+        DroppedEvent(row.id, row.source, row.reason, row.payload, row.received_at)
+        for row in await conn.execute(query)
+    ]
