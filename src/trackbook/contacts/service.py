@@ -57,7 +57,7 @@ class ContactList:
     member_count: int
 
 
-def _contact(row: sa.Row[Any]) -> Contact:
+def contact_from_row(row: sa.Row[Any]) -> Contact:
     return Contact(
         id=row.id,
         email=row.email,
@@ -214,7 +214,7 @@ async def get_contact(conn: AsyncConnection, account_id: int, contact_id: int) -
     ).one_or_none()
     if row is None:
         raise ContactNotFound(f"contact {contact_id} does not exist")
-    return _contact(row)
+    return contact_from_row(row)
 
 
 async def get_contact_details(
@@ -255,7 +255,7 @@ async def find_contacts(
         query = query.where(contacts.c.email == email)
     if after_id is not None:
         query = query.where(contacts.c.id > after_id)
-    return [_contact(row) for row in await conn.execute(query)]
+    return [contact_from_row(row) for row in await conn.execute(query)]
 
 
 async def search_contacts(
@@ -283,7 +283,7 @@ async def search_contacts(
     rows = await conn.execute(
         sa.select(contacts).where(scope).order_by(contacts.c.id.desc()).offset(offset).limit(limit)
     )
-    return int(total or 0), [_contact(row) for row in rows]
+    return int(total or 0), [contact_from_row(row) for row in rows]
 
 
 async def _id_by(
@@ -321,7 +321,7 @@ async def upsert_contact(
         row = await _insert_contact(
             conn, account_id, now=now, email=email, external_id=external_id, **changes
         )
-        return _contact(row), True
+        return contact_from_row(row), True
     if email is not None:
         changes["email"] = email
     if external_id is not None:
@@ -354,7 +354,7 @@ async def update_contact(
     ).one_or_none()
     if row is None:
         raise ContactNotFound(f"contact {contact_id} does not exist")
-    return _contact(row)
+    return contact_from_row(row)
 
 
 async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> None:

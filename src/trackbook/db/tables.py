@@ -207,6 +207,18 @@ list_event_properties = sa.Table(
     sa.PrimaryKeyConstraint("account_id", "list_id", "event_name", "name"),
 )
 
+segments = sa.Table(
+    "segments",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+)
+
 dropped_events = sa.Table(
     "dropped_events",
     metadata,

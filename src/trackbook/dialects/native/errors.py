@@ -18,12 +18,19 @@ def wire_field(field: str, path: str = "") -> str:
     return path + _WIRE_FIELDS.get(head, head) + (f".{rest}" if rest else "")
 
 
+def as_track_error(error: Invalid, path: str = "") -> Invalid:
+    """An Invalid from track() named as the track body names its fields."""
+    if path and error.field.startswith(path):
+        return error
+    return Invalid(wire_field(error.field, path), error.reason)
+
+
 def reply_for(error: DomainError, path: str = "") -> ErrorReply:
     match error:
         case Invalid():
-            keep = bool(path) and error.field.startswith(path)
-            field = error.field if keep else wire_field(error.field, path)
-            return ErrorReply(422, error.code, f"{field} {error.reason}", field)
+            if path:
+                error = as_track_error(error, path)
+            return ErrorReply(422, error.code, f"{error.field} {error.reason}", error.field)
         case Unauthenticated():
             return ErrorReply(
                 401, error.code, error.message, headers={"WWW-Authenticate": "Bearer"}

@@ -101,3 +101,20 @@ class AccountPatchIn(Body):
     name: str | None = None
     timezone: str | None = None
     tracking_enabled: bool | None = None
+
+
+class SegmentIn(Body):
+    name: str
+    definition: dict[str, Any] = Field(
+        description="Nested all/any groups of conditions; see the segments section of the README."
+    )
+
+
+class SegmentPatchIn(Body):
+    name: str | None = None
+    definition: dict[str, Any] | None = None
+
+
+class PreviewIn(Body):
+    definition: dict[str, Any]
+    limit: int = Field(default=20, ge=1, le=100)

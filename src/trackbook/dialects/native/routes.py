@@ -14,7 +14,7 @@ from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact, ContactList, check_status
-from trackbook.dialects.native.errors import reply_for
+from trackbook.dialects.native.errors import as_track_error, reply_for
 from trackbook.dialects.native.models import (
     AccountPatchIn,
     BatchIn,
@@ -22,6 +22,9 @@ from trackbook.dialects.native.models import (
     ContactUpsertIn,
     IdentifyIn,
     ListIn,
+    PreviewIn,
+    SegmentIn,
+    SegmentPatchIn,
     TrackIn,
 )
 from trackbook.dialects.responses import JSON, ErrorReply, iso
@@ -30,6 +33,8 @@ from trackbook.events import dropped, queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import Event, TrackResult
 from trackbook.events.validation import parse_timestamp
+from trackbook.segments import service as segments
+from trackbook.segments.service import Segment
 from trackbook.services import Services, services_of
 
 router = APIRouter(prefix="/v1")
@@ -126,7 +131,10 @@ async def patch_account(body: AccountPatchIn, account: AccountDep, services: Ser
 async def track(body: TrackIn, account: AccountDep, services: ServicesDep) -> JSON:
     """Records one event; answers after it is committed. Replaying a `message_id`
     answers 200 with the original event and `duplicate: true`."""
-    result = await services.events.track(account, body.command())
+    try:
+        result = await services.events.track(account, body.command())
+    except Invalid as error:
+        raise as_track_error(error) from None
     return JSON(_tracked(result), status_code=200 if result.duplicate else 201)
 
 
@@ -400,6 +408,102 @@ async def event_name_properties(name: str, account: AccountDep, services: Servic
     return JSON({"name": name, "properties": found})
 
 
+def _segment_body(segment: Segment) -> dict[str, Any]:
+    return {
+        "id": segment.id,
+        "name": segment.name,
+        "definition": segment.definition,
+        "created_at": iso(segment.created_at),
+        "updated_at": iso(segment.updated_at),
+    }
+
+
+@router.post("/segments", status_code=201, tags=["segments"])
+async def create_segment(body: SegmentIn, account: AccountDep, services: ServicesDep) -> JSON:
+    """A named definition; an invalid one is a 422 naming the path of the bad node."""
+    segment = await services.db.write(
+        segments.create_segment, account.id, body.name, body.definition, now=services.clock.now()
+    )
+    return JSON(_segment_body(segment), status_code=201)
+
+
+@router.get("/segments", tags=["segments"])
+async def list_segments(account: AccountDep, services: ServicesDep) -> JSON:
+    found = await services.db.query(segments.list_segments, account.id)
+    return JSON({"data": [_segment_body(segment) for segment in found]})
+
+
+@router.get("/segments/{segment_id}", tags=["segments"])
+async def get_segment(segment_id: int, account: AccountDep, services: ServicesDep) -> JSON:
+    return JSON(
+        _segment_body(await services.db.query(segments.get_segment, account.id, segment_id))
+    )
+
+
+@router.patch("/segments/{segment_id}", tags=["segments"])
+async def patch_segment(
+    segment_id: int, body: SegmentPatchIn, account: AccountDep, services: ServicesDep
+) -> JSON:
+    segment = await services.db.write(
+        segments.update_segment,
+        account.id,
+        segment_id,
+        now=services.clock.now(),
+        name=body.name,
+        definition=body.definition,
+    )
+    return JSON(_segment_body(segment))
+
+
+@router.delete("/segments/{segment_id}", status_code=204, tags=["segments"])
+async def delete_segment(segment_id: int, account: AccountDep, services: ServicesDep) -> Response:
+    await services.db.write(segments.delete_segment, account.id, segment_id)
+    return Response(status_code=204)
+
+
+@router.get("/segments/{segment_id}/count", tags=["segments"])
+async def count_segment(segment_id: int, account: AccountDep, services: ServicesDep) -> JSON:
+    segment = await services.db.query(segments.get_segment, account.id, segment_id)
+    total = await services.db.query(
+        segments.count_members, account.id, segment.definition, now=services.clock.now()
+    )
+    return JSON({"segment_id": segment_id, "count": total})
+
+
+@router.get("/segments/{segment_id}/contacts", tags=["segments"])
+async def segment_contacts(
+    segment_id: int,
+    account: AccountDep,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[int | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSON:
+    """The segment's contacts by id; pass `next_cursor` back for the next page."""
+    segment = await services.db.query(segments.get_segment, account.id, segment_id)
+    found = await services.db.query(
+        segments.members,
+        account.id,
+        segment.definition,
+        now=services.clock.now(),
+        after_id=cursor,
+        limit=limit + 1,
+    )
+    page = found[:limit]
+    next_cursor = page[-1].id if len(found) > limit else None
+    return JSON({"data": [_contact_body(c) for c in page], "next_cursor": next_cursor})
+
+
+@router.post("/segments/preview", tags=["segments"])
+async def preview_segment(body: PreviewIn, account: AccountDep, services: ServicesDep) -> JSON:
+    """A definition's count and first contacts, without saving it."""
+    now = services.clock.now()
+    total = await services.db.query(segments.count_members, account.id, body.definition, now=now)
+    first = await services.db.query(
+        segments.members, account.id, body.definition, now=now, limit=body.limit
+    )
+    return JSON({"count": total, "contacts": [_contact_body(c) for c in first]})
+
+
 @router.get("/dropped-events", tags=["events"])
 async def dropped_events(
     account: AccountDep,
@@ -435,7 +539,10 @@ bench_router = APIRouter(prefix="/v1/_bench", include_in_schema=False)
 async def validate_only(body: TrackIn, account: AccountDep, services: ServicesDep) -> JSON:
     """The reference for bench/ingest.py: the same parsing, auth and checks as
     /v1/track, and no storage. Mounted only with TRACKBOOK_BENCH_ROUTES=true."""
-    pending = services.events.prepare(account, body.command())
+    try:
+        pending = services.events.prepare(account, body.command())
+    except Invalid as error:
+        raise as_track_error(error) from None
     return JSON(
         {
             "id": 0,
