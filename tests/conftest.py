@@ -66,7 +66,9 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    # Tests drive the worker themselves (services.worker.run_once()) or start it;
+    # their webhook receivers listen on 127.0.0.1.
+    return Settings(database_url=database_url, worker_in_process=False, webhook_allow_private=True)
 
 
 @pytest.fixture

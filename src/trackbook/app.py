@@ -21,6 +21,7 @@ from trackbook.dialects.fluentcrm.errors import FluentErrors
 from trackbook.dialects.fluentcrm.routes import PREFIX as FLUENTCRM_PREFIX
 from trackbook.dialects.fluentcrm.routes import router as fluentcrm_router
 from trackbook.dialects.limits import BodyLimit
+from trackbook.dialects.native.automations import router as native_automations_router
 from trackbook.dialects.native.errors import NativeErrors
 from trackbook.dialects.native.routes import bench_router
 from trackbook.dialects.native.routes import router as native_router
@@ -64,6 +65,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     register_dialect("/v1", NativeErrors())
     app.include_router(native_router)
+    app.include_router(native_automations_router)
     register_dialect(FLUENTCRM_PREFIX, FluentErrors())
     app.include_router(fluentcrm_router)
     register_dialect("/api/v1/", OctethWire())

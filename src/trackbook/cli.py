@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
@@ -123,6 +124,13 @@ async def _bootstrap(db: Database) -> IssuedKey | None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Overrides TRACKBOOK_HOST.")] = None,
     port: Annotated[int | None, typer.Option(help="Overrides TRACKBOOK_PORT.")] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            help="Run an automation and webhook worker in this process "
+            "(--no-worker when separate `trackbook worker` processes do it)."
+        ),
+    ] = True,
 ) -> None:
     """Migrate, then serve the API (embedded SQLite unless TRACKBOOK_DATABASE_URL is set)."""
     import uvicorn  # noqa: PLC0415 - only serve needs the server
@@ -131,6 +139,8 @@ def serve(
 
     settings = _settings()
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    if not worker:
+        overrides["worker_in_process"] = False
     if overrides:
         settings = settings.model_copy(update=overrides)
     issued = _run(_bootstrap)
@@ -147,6 +157,32 @@ def serve(
         log_level=settings.log_level,
         proxy_headers=True,
     )
+
+
+@app.command("worker")
+def run_worker() -> None:
+    """Migrate, then run automations and webhook deliveries until stopped (Ctrl-C or
+    SIGTERM). Run as many as needed beside `trackbook serve --no-worker`."""
+    from trackbook.services import Services  # noqa: PLC0415 - only the worker needs them
+
+    settings = _settings().model_copy(update={"worker_in_process": True})
+    migrations.upgrade(settings.database_url)
+
+    async def main() -> None:
+        services = Services.build(settings, clock)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await services.start()
+        out.print(f"worker {services.worker.token} is running")
+        sys.stdout.flush()
+        try:
+            await stop.wait()
+        finally:
+            await services.stop()
+
+    asyncio.run(main())
 
 
 @accounts_app.command("create")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from starlette.requests import Request
 
 from trackbook.accounts.auth import Authenticator
 from trackbook.clock import Clock
 from trackbook.db.engine import Database
+from trackbook.delivery.email import SmtpMailer
+from trackbook.delivery.worker import Worker
 from trackbook.events.service import EventService
 from trackbook.events.writer import EventWriter
 from trackbook.settings import Settings
@@ -22,6 +25,7 @@ class Services:
     writer: EventWriter
     events: EventService
     auth: Authenticator
+    worker: Worker
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
@@ -31,14 +35,22 @@ class Services:
             clock,
             max_events=settings.group_commit_max_events,
             max_wait_ms=settings.group_commit_max_wait_ms,
+            automation_cutoff=timedelta(hours=settings.automation_cutoff_hours),
         )
         auth = Authenticator(db, clock, ttl_seconds=settings.auth_cache_seconds)
-        return cls(settings, clock, db, writer, EventService(writer, clock), auth)
+        events = EventService(writer, clock)
+        worker = Worker(db, clock, settings, events, SmtpMailer(settings))
+        writer.on_side_effects(worker.wake)
+        return cls(settings, clock, db, writer, events, auth, worker)
 
     async def start(self) -> None:
+        """Starts the event writer, and the worker when this process runs one."""
         await self.writer.start()
+        if self.settings.worker_in_process:
+            await self.worker.start()
 
     async def stop(self) -> None:
+        await self.worker.stop()
         await self.writer.stop()
         await self.db.dispose()
 

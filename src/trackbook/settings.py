@@ -31,6 +31,30 @@ class Settings(BaseSettings):
     """How long a verified API key is trusted without asking the database again: a
     revocation or account change made by another process applies within this time."""
 
+    worker_in_process: bool = True
+    """`trackbook serve` runs an automation/webhook worker in the same process."""
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_lease_seconds: float = Field(default=120.0, gt=0)
+    """How long a claimed run or delivery is a worker's; after that another worker,
+    or the same one restarted, takes it over (a worker killed mid-step)."""
+    worker_max_attempts: int = Field(default=8, ge=1, le=100)
+    worker_backoff_seconds: float = Field(default=30.0, ge=0)
+    """The first retry waits this long, each next one twice as long (at most a day)."""
+    automation_cutoff_hours: float = Field(default=72.0, ge=0)
+    """Events that occurred longer ago than this (imports, backfills) start no
+    automations and no webhook deliveries."""
+
+    webhook_allow_private: bool = False
+    """Lets webhooks reach loopback, private and link-local addresses (tests, labs)."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    smtp_url: str | None = None
+    """smtp://user:password@host:port (STARTTLS when offered) or smtps://… (TLS)."""
+    smtp_from: str = "Trackbook <trackbook@localhost>"
+    smtp_starttls: Literal["auto", "required", "off"] = "auto"
+    smtp_verify_tls: bool = True
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+
     bench_routes: bool = False
     """Mounts the validate-only reference route used by bench/ingest.py."""
 
@@ -39,6 +63,13 @@ class Settings(BaseSettings):
     def _known_driver(cls, url: str) -> str:
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return url
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_scheme(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("smtp://", "smtps://")):
+            raise ValueError("must start with smtp:// or smtps://")
         return url
 
     @field_validator("log_level", mode="before")

@@ -547,6 +547,22 @@ async def tag_contact(
         )
 
 
+async def untag_contact(
+    conn: AsyncConnection, account_id: int, contact_id: int, tag_names: Iterable[str]
+) -> None:
+    """Removes tags, by name; a tag the contact does not have is no error."""
+    await get_contact(conn, account_id, contact_id)
+    names = [name.strip() for name in tag_names]
+    tag_ids = sa.select(tags.c.id).where(tags.c.account_id == account_id, tags.c.name.in_(names))
+    await conn.execute(
+        contact_tags.delete().where(
+            contact_tags.c.account_id == account_id,
+            contact_tags.c.contact_id == contact_id,
+            contact_tags.c.tag_id.in_(tag_ids),
+        )
+    )
+
+
 async def tag_names(conn: AsyncConnection, account_id: int, tag_ids: Iterable[int]) -> list[str]:
     """The names of these tag ids; Invalid when one is not a tag of the account."""
     wanted = set(tag_ids)

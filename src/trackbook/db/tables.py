@@ -230,3 +230,120 @@ dropped_events = sa.Table(
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Index(None, "account_id", "received_at"),
 )
+
+automations = sa.Table(
+    "automations",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("trigger_event", sa.String(255), nullable=False),
+    sa.Column("conditions", Json, nullable=False),
+    sa.Column("frequency", sa.String(16), nullable=False),
+    sa.Column("actions", Json, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "name"),
+    sa.Index(None, "account_id", "trigger_event"),
+)
+
+# The outbox of automations: a run is written in the transaction of the event that
+# starts it and executed later by a worker, one action (step) at a time.
+automation_runs = sa.Table(
+    "automation_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column(
+        "automation_id",
+        BigId,
+        sa.ForeignKey("automations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # no foreign key: events is range-partitioned on PostgreSQL
+    sa.Column("event_id", BigId, nullable=False),
+    sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
+    ),
+    # the contact id when the automation runs once per contact, else NULL (NULLs never clash)
+    sa.Column("once_key", BigId, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("step", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("account_id", "automation_id", "event_id"),
+    sa.UniqueConstraint("account_id", "automation_id", "once_key"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "contact_id"),
+)
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("url", sa.Text(), nullable=False),
+    # event names this endpoint receives as they are recorded; NULL: only automations
+    sa.Column("event_names", Json, nullable=True),
+    sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
+    sa.Column("secret", sa.String(80), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index(None, "account_id"),
+)
+
+# One message to an endpoint, retried under the same webhook-id until delivered.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column(
+        "endpoint_id",
+        BigId,
+        sa.ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("webhook_id", sa.String(64), nullable=False),
+    sa.Column("event_id", BigId, nullable=True),
+    # set when an automation's webhook action sends it: the run retries it, not the queue
+    sa.Column(
+        "run_id", BigId, sa.ForeignKey("automation_runs.id", ondelete="CASCADE"), nullable=True
+    ),
+    sa.Column("step", sa.Integer(), nullable=True),
+    sa.Column("payload", Json, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+    sa.Column("claimed_by", sa.String(64), nullable=True),
+    sa.Column("claimed_until", UTCDateTime(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("account_id", "webhook_id"),
+    sa.UniqueConstraint("account_id", "run_id", "step"),
+    sa.Index(None, "status", "next_attempt_at"),
+    sa.Index(None, "account_id", "endpoint_id", "id"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column(
+        "delivery_id", BigId, sa.ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("attempted_at", UTCDateTime(), nullable=False),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("duration_ms", sa.Integer(), nullable=False),
+    sa.Index(None, "delivery_id"),
+)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackbook.automations.triggers import start_side_effects
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.contacts.service import resolve_contacts
@@ -67,13 +68,19 @@ async def _contact_ids(
 
 
 async def write_group(
-    conn: AsyncConnection, group: list[PendingEvent], *, now: datetime
-) -> list[Outcome]:
-    """Stores every event of `group` that can be stored, inside the caller's transaction.
+    conn: AsyncConnection,
+    group: list[PendingEvent],
+    *,
+    now: datetime,
+    automation_cutoff: timedelta = timedelta(hours=72),
+) -> tuple[list[Outcome], int]:
+    """Stores every event of `group` that can be stored, inside the caller's transaction,
+    with the automation runs and webhook deliveries they start (how many is returned).
 
     A replayed message id and an unknown contact are outcomes of that one event;
     any exception means the whole transaction must be rolled back.
     """
+    side_effects = 0
     replayed = await _replayed(conn, group)
     contact_ids = await _contact_ids(conn, group, now=now)
     outcomes: list[Outcome | None] = [None] * len(group)
@@ -108,6 +115,7 @@ async def write_group(
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
         summary_ids = await _count_summaries(conn, stored, now=now)
         await _catalog(conn, stored)
+        side_effects = await start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
         for index, row in zip(to_insert, rows, strict=True):
             outcomes[index] = TrackResult(
                 row["id"],
@@ -124,7 +132,7 @@ async def write_group(
         outcomes[index] = TrackResult(
             first.event_id, first.contact_id, first.occurred_at, first.received_at, duplicate=True
         )
-    return [outcome for outcome in outcomes if outcome is not None]
+    return [outcome for outcome in outcomes if outcome is not None], side_effects
 
 
 def _event_row(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import sqlalchemy as sa
 
@@ -33,9 +35,17 @@ class _Waiting:
 
 class EventWriter:
     def __init__(
-        self, db: Database, clock: Clock, *, max_events: int = 1000, max_wait_ms: float = 0.0
+        self,
+        db: Database,
+        clock: Clock,
+        *,
+        max_events: int = 1000,
+        max_wait_ms: float = 0.0,
+        automation_cutoff: timedelta = timedelta(hours=72),
     ) -> None:
         self._db = db
+        self._automation_cutoff = automation_cutoff
+        self._listeners: list[Callable[[], None]] = []
         self._clock = clock
         self._max_events = max_events
         self._max_wait = max_wait_ms / 1000
@@ -54,6 +64,11 @@ class EventWriter:
         self._queue.put_nowait(None)
         await self._task
         self._task = None
+
+    def on_side_effects(self, listener: Callable[[], None]) -> None:
+        """Calls `listener` after a group that started automation runs or deliveries
+        commits: an in-process worker picks them up without waiting for its next poll."""
+        self._listeners.append(listener)
 
     def submit(self, event: PendingEvent) -> asyncio.Future[TrackResult]:
         """Queues the event; the future is answered once its group has committed."""
@@ -119,9 +134,15 @@ class EventWriter:
 
     async def _commit(self, group: list[_Waiting]) -> None:
         async with self._db.transaction() as conn:
-            outcomes = await write_group(
-                conn, [waiting.event for waiting in group], now=self._clock.now()
+            outcomes, side_effects = await write_group(
+                conn,
+                [waiting.event for waiting in group],
+                now=self._clock.now(),
+                automation_cutoff=self._automation_cutoff,
             )
+        if side_effects:
+            for listener in self._listeners:
+                listener()
         for waiting, outcome in zip(group, outcomes, strict=True):
             if waiting.answer.done():
                 continue

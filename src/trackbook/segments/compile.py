@@ -115,7 +115,8 @@ class Compiler:
             element.as_string() == ("true" if wanted else "false"),
         )
 
-    def _predicate(self, node: Match) -> sa.ColumnElement[bool]:
+    def event_predicate(self, node: Match) -> sa.ColumnElement[bool]:
+        """The node's value or property test on one row of events."""
         text = self._text(node)
         value = node.value
         match node.op:
@@ -149,7 +150,7 @@ class Compiler:
 
     def _match(self, node: Match) -> sa.ColumnElement[bool]:
         scope = self._events_of_contact(node.event, node.window)
-        return sa.exists().where(*scope, self._predicate(node))
+        return sa.exists().where(*scope, self.event_predicate(node))
 
     def _contact(self, node: ContactField) -> sa.ColumnElement[bool]:
         if node.field == "status":

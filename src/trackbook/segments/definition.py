@@ -289,3 +289,22 @@ class _Reader:
 def parse(definition: Any, path: str = "definition") -> Node:
     """The checked tree of a definition; Invalid names the path of the first bad node."""
     return _Reader().node(definition, path)
+
+
+def parse_event_condition(raw: Any, path: str, event: str) -> Match:
+    """A value or property condition on the one event named `event` (an automation's
+    trigger): the segment syntax without `event` and `within`, which the trigger fixes."""
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise Invalid(path, 'must be {"value": {...}} or {"property": {...}}')
+    [(kind, body)] = raw.items()
+    here = f"{path}.{kind}"
+    if kind not in ("value", "property"):
+        raise Invalid(path, f"has an unknown condition {kind!r}; use value or property")
+    if not isinstance(body, dict):
+        raise Invalid(here, "must be an object")
+    for fixed in ("event", "within"):
+        if fixed in body:
+            raise Invalid(f"{here}.{fixed}", "is set by the trigger and cannot be given here")
+    reader = _Reader()
+    body = {**body, "event": event}
+    return reader.value(body, here) if kind == "value" else reader.property(body, here)

@@ -1,0 +1,70 @@
+"""Where a webhook may go: public addresses only, checked on the address actually dialled.
+
+The host is resolved once, every address it resolves to is checked, and the request
+is sent to that checked address (with the original Host header and TLS server name),
+so a DNS answer that changes between check and connect cannot reach an inside host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class BlockedTarget(Exception):
+    """The URL is not one a webhook may be sent to; retrying cannot help."""
+
+
+def check_url(url: str) -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as error:
+        raise BlockedTarget(f"{url!r} is not a URL") from error
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise BlockedTarget("must be an http or https URL with a host")
+    if parsed.userinfo:
+        raise BlockedTarget("must not carry a user name or password")
+    return parsed
+
+
+def is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    # is_global is False for loopback, private, link-local (cloud metadata at
+    # 169.254.169.254), shared (100.64/10), reserved and documentation ranges
+    return address.is_global and not address.is_multicast
+
+
+async def resolve(url: httpx.URL, *, allow_private: bool) -> IPAddress:
+    """The address to dial for `url`; BlockedTarget when it (or any address its host
+    resolves to) is not public, unless private targets are allowed."""
+    host = url.host
+    try:
+        addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+    except ValueError:
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
+        except socket.gaierror as error:
+            raise OSError(f"{host} does not resolve: {error.strerror}") from error
+        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    if not allow_private:
+        for address in addresses:
+            if not is_public(address):
+                raise BlockedTarget(f"{host} is {address}, not a public address")
+    return addresses[0]
+
+
+def pinned(url: httpx.URL, address: IPAddress) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:
+    """The URL to request, the Host header and the request extensions that send `url`
+    to `address` while the server still sees (and TLS verifies) the original host."""
+    headers = {"host": url.netloc.decode("ascii")}
+    extensions = {"sni_hostname": url.host} if url.scheme == "https" else {}
+    return url.copy_with(host=str(address)), headers, extensions

@@ -1,0 +1,567 @@
+"""The worker: claims automation runs and webhook deliveries from the outbox and
+carries them out, retrying with backoff and recording every attempt.
+
+A claim is a lease: the row is the worker's until `claimed_until`. A worker killed
+mid-step leaves the lease to expire, and the step is done again by whichever worker
+claims it next, with the same webhook-id: delivery is at least once. Workers on
+PostgreSQL claim with FOR UPDATE SKIP LOCKED, so two never hold the same row; every
+update after the claim is conditional on still holding it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiosmtplib
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from trackbook.accounts.service import get_account
+from trackbook.automations.definition import wait_of
+from trackbook.automations.service import Automation, get_automation
+from trackbook.automations.triggers import new_webhook_id
+from trackbook.clock import Clock
+from trackbook.contacts import service as contacts
+from trackbook.contacts.errors import ContactNotFound
+from trackbook.contacts.identity import ContactRef, UnknownContact
+from trackbook.db.engine import Database, StorageUnavailable
+from trackbook.db.tables import (
+    automation_runs,
+    deliveries,
+    delivery_attempts,
+    events,
+    webhook_endpoints,
+)
+from trackbook.db.upsert import upsert
+from trackbook.delivery.email import EmailNotConfigured, Mailer, build_message
+from trackbook.delivery.personalise import RenderError, events_named, render
+from trackbook.delivery.webhooks import SendResult, WebhookSender
+from trackbook.errors import DomainError, NotFound
+from trackbook.events.model import Event, TrackCommand
+from trackbook.events.queries import get_event
+from trackbook.events.service import EventService
+from trackbook.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF = timedelta(days=1)
+CLAIM_BATCH = 10
+
+
+class StepFailed(Exception):
+    def __init__(self, error: str, *, permanent: bool = False) -> None:
+        super().__init__(error)
+        self.error = error
+        self.permanent = permanent
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    return {
+        "id": str(event.id),
+        "name": event.name,
+        "title": event.title,
+        "value": event.value,
+        "properties": event.properties,
+        "source": event.source,
+        "message_id": event.message_id,
+        "occurred_at": event.occurred_at.isoformat(),
+        "received_at": event.received_at.isoformat(),
+    }
+
+
+def contact_json(contact: contacts.Contact) -> dict[str, Any]:
+    return {
+        "id": str(contact.id),
+        "email": contact.email,
+        "external_id": contact.external_id,
+        "first_name": contact.first_name,
+        "last_name": contact.last_name,
+        "status": contact.status,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    automation: Automation
+    event: Event
+    contact: contacts.Contact
+
+
+class Worker:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        settings: Settings,
+        events_service: EventService,
+        mailer: Mailer,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._settings = settings
+        self._events = events_service
+        self._mailer = mailer
+        self._sender = WebhookSender(
+            timeout=settings.webhook_timeout_seconds,
+            allow_private=settings.webhook_allow_private,
+        )
+        self._lease = timedelta(seconds=settings.worker_lease_seconds)
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.create_task(self._loop(), name="trackbook-worker")
+
+    async def stop(self) -> None:
+        """Lets the step in hand finish (for a few seconds at most); an unfinished
+        claim is taken over by a worker once its lease ends."""
+        if self._task is not None:
+            self._stopping = True
+            self._wakeup.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+        await self._sender.close()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                done = await self.run_once()
+            except StorageUnavailable as error:
+                log.warning("worker: storage unavailable (%s); trying again", error)
+                done = 0
+            except Exception:
+                log.exception("worker: unexpected failure; trying again")
+                done = 0
+            if done == 0 and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._wakeup.wait(), timeout=self._settings.worker_poll_seconds
+                    )
+                self._wakeup.clear()
+
+    async def run_once(self) -> int:
+        """Claims what is due and carries it out; returns how many runs and deliveries
+        it worked on (0: nothing was due)."""
+        runs = await self._claim(automation_runs)
+        queued = await self._claim(deliveries, deliveries.c.run_id.is_(None))
+        await asyncio.gather(
+            *(self._run(run) for run in runs), *(self._deliver(item) for item in queued)
+        )
+        return len(runs) + len(queued)
+
+    async def _claim(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[sa.Row[Any]]:
+        now = self._clock.now()
+        due = sa.or_(
+            sa.and_(table.c.status == "pending", table.c.next_attempt_at <= now),
+            sa.and_(table.c.status == "running", table.c.claimed_until < now),
+        )
+        async with self._db.transaction() as conn:
+            ids = list(
+                await conn.scalars(
+                    sa.select(table.c.id)
+                    .where(due, *where)
+                    .order_by(table.c.next_attempt_at)
+                    .limit(CLAIM_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if not ids:
+                return []
+            await conn.execute(
+                table.update()
+                .where(table.c.id.in_(ids))
+                .values(status="running", claimed_by=self.token, claimed_until=now + self._lease)
+            )
+            rows = await conn.execute(sa.select(table).where(table.c.id.in_(ids)))
+            return list(rows.all())
+
+    def _backoff(self, attempts: int) -> timedelta:
+        seconds = self._settings.worker_backoff_seconds * 2 ** (attempts - 1)
+        return min(timedelta(seconds=seconds), MAX_BACKOFF)
+
+    async def _update(
+        self, conn: AsyncConnection, table: sa.Table, row: sa.Row[Any], /, **values: Any
+    ) -> bool:
+        """Updates a claimed row; False when the claim was lost to another worker."""
+        if table is automation_runs:
+            values.setdefault("updated_at", self._clock.now())
+        result = await conn.execute(
+            table.update()
+            .where(
+                table.c.account_id == row.account_id,
+                table.c.id == row.id,
+                table.c.claimed_by == self.token,
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount)
+
+    def _settled(self, attempts: int, failure: StepFailed | None) -> dict[str, Any]:
+        """The state after a failed attempt: retried later, or failed for good."""
+        now = self._clock.now()
+        released = {"claimed_by": None, "claimed_until": None}
+        if failure is None:
+            return {"status": "done", "finished_at": now, "last_error": None, **released}
+        if failure.permanent or attempts >= self._settings.worker_max_attempts:
+            return {"status": "failed", "finished_at": now, "last_error": failure.error, **released}
+        return {
+            "status": "pending",
+            "next_attempt_at": now + self._backoff(attempts),
+            "last_error": failure.error,
+            **released,
+        }
+
+    # automation runs
+
+    async def _load(self, run: sa.Row[Any]) -> _Context:
+        async with self._db.read() as conn:
+            return _Context(
+                await get_automation(conn, run.account_id, run.automation_id),
+                await get_event(conn, run.account_id, run.event_id),
+                await contacts.get_contact(conn, run.account_id, run.contact_id),
+            )
+
+    async def _run(self, run: sa.Row[Any]) -> None:
+        try:
+            context = await self._load(run)
+        except NotFound as error:
+            await self._finish_run(run, StepFailed(error.message, permanent=True))
+            return
+        if not context.automation.enabled:
+            await self._finish_run(run, StepFailed("the automation is disabled"), "cancelled")
+            return
+        actions = context.automation.actions
+        step = run.step
+        while step < len(actions):
+            action = actions[step]
+            if action["type"] == "wait":
+                await self._db.write(
+                    self._update,
+                    automation_runs,
+                    run,
+                    status="pending",
+                    step=step + 1,
+                    attempts=0,
+                    next_attempt_at=self._clock.now() + wait_of(action),
+                    claimed_by=None,
+                    claimed_until=None,
+                )
+                return
+            try:
+                await self._act(run, step, action, context)
+            except StepFailed as failure:
+                await self._finish_run(run, failure)
+                return
+            step += 1
+            attempts_reset = {"step": step, "attempts": 0, "last_error": None}
+            if not await self._db.write(self._update, automation_runs, run, **attempts_reset):
+                log.warning("run %d was taken over by another worker", run.id)
+                return
+        await self._db.write(self._update, automation_runs, run, **self._settled(0, None))
+
+    async def _finish_run(
+        self, run: sa.Row[Any], failure: StepFailed, status: str | None = None
+    ) -> None:
+        """Records a failed step: retried later, or the run ends failed (or `status`)."""
+        attempts = run.attempts + 1
+        values = self._settled(attempts, failure)
+        if status is not None:
+            values["status"] = status
+        await self._db.write(self._update, automation_runs, run, attempts=attempts, **values)
+
+    async def _act(
+        self, run: sa.Row[Any], step: int, action: dict[str, Any], context: _Context
+    ) -> None:
+        try:
+            match action["type"]:
+                case "webhook":
+                    await self._webhook_step(run, step, action, context)
+                case "email":
+                    await self._email_step(run, action, context)
+                case "track":
+                    await self._track_step(run, step, action, context)
+                case _:
+                    await self._db.write(self._contact_step, run, action)
+        except StepFailed:
+            raise
+        except StorageUnavailable as error:
+            raise StepFailed(f"storage unavailable: {error}") from error
+        except DomainError as error:
+            raise StepFailed(error.message, permanent=True) from error
+        except Exception as error:
+            log.exception("automation run %d, step %d failed", run.id, step)
+            raise StepFailed(f"{type(error).__name__}: {error}") from error
+
+    async def _contact_step(
+        self, conn: AsyncConnection, run: sa.Row[Any], action: dict[str, Any]
+    ) -> None:
+        account_id, contact_id, now = run.account_id, run.contact_id, self._clock.now()
+        match action["type"]:
+            case "add_tag":
+                await contacts.tag_contact(conn, account_id, contact_id, [action["tag"]], now=now)
+            case "remove_tag":
+                await contacts.untag_contact(conn, account_id, contact_id, [action["tag"]])
+            case "add_to_list":
+                await contacts.add_to_list(conn, account_id, action["list_id"], contact_id, now=now)
+            case "remove_from_list":
+                with contextlib.suppress(ContactNotFound):  # not a member: nothing to do
+                    await contacts.remove_from_list(conn, account_id, action["list_id"], contact_id)
+
+    async def _track_step(
+        self, run: sa.Row[Any], step: int, action: dict[str, Any], context: _Context
+    ) -> None:
+        account = await self._db.query(get_account, run.account_id)
+        value = action.get("value")
+        await self._events.track(
+            account,
+            TrackCommand(
+                name=action["event"],
+                contact=ContactRef(id=context.contact.id),
+                source="automation",
+                unknown_contact=UnknownContact.REJECT,
+                title=action.get("title"),
+                value=None if value is None else str(value),
+                properties=action.get("properties"),
+                # a step done again after a crash is the same event, stored once
+                message_id=f"automation-run:{run.id}:{step}",
+            ),
+        )
+
+    async def _email_step(
+        self, run: sa.Row[Any], action: dict[str, Any], context: _Context
+    ) -> None:
+        contact = context.contact
+        to = action.get("to") or contact.email
+        if not to:
+            raise StepFailed("the contact has no email address", permanent=True)
+        templates = (action["subject"], action.get("text"), action.get("html"))
+        latest = await self._db.query(
+            _latest_values, run.account_id, contact.id, events_named(*templates)
+        )
+
+        def fill(template: str | None, *, as_html: bool = False) -> str | None:
+            if template is None:
+                return None
+            return render(
+                template,
+                contact=contact,
+                event=context.event,
+                latest_values=latest,
+                as_html=as_html,
+            )
+
+        try:
+            subject = " ".join((fill(action["subject"]) or "").split())
+            message = build_message(
+                sender=self._settings.smtp_from,
+                to=to,
+                subject=subject,
+                text=fill(action.get("text")),
+                html=fill(action.get("html"), as_html=True),
+            )
+            await self._mailer.send(message)
+        except (RenderError, EmailNotConfigured) as error:
+            raise StepFailed(str(error), permanent=True) from error
+        except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPSenderRefused) as error:
+            raise StepFailed(f"refused by the mail server: {error}", permanent=True) from error
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise StepFailed(f"{type(error).__name__}: {error}") from error
+
+    async def _webhook_step(
+        self, run: sa.Row[Any], step: int, action: dict[str, Any], context: _Context
+    ) -> None:
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            endpoint = (
+                await conn.execute(
+                    sa.select(webhook_endpoints).where(
+                        webhook_endpoints.c.account_id == run.account_id,
+                        webhook_endpoints.c.id == action["webhook_id"],
+                    )
+                )
+            ).one_or_none()
+            if endpoint is None:
+                raise StepFailed(f"webhook {action['webhook_id']} does not exist", permanent=True)
+            if not endpoint.enabled:
+                raise StepFailed(f"webhook {endpoint.id} is disabled", permanent=True)
+            payload = {
+                "type": "automation.webhook",
+                "timestamp": now.isoformat(),
+                "data": {
+                    "automation": {
+                        "id": str(context.automation.id),
+                        "name": context.automation.name,
+                    },
+                    "run_id": str(run.id),
+                    "event": event_json(context.event),
+                    "contact": contact_json(context.contact),
+                },
+            }
+            # one delivery per (run, step): a retried step sends the same webhook-id
+            await conn.execute(
+                upsert(conn, deliveries)
+                .values(
+                    account_id=run.account_id,
+                    endpoint_id=endpoint.id,
+                    webhook_id=new_webhook_id(),
+                    event_id=run.event_id,
+                    run_id=run.id,
+                    step=step,
+                    payload=payload,
+                    status="running",
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                .on_conflict_do_nothing()
+            )
+            delivery = (
+                await conn.execute(
+                    sa.select(deliveries).where(
+                        deliveries.c.account_id == run.account_id,
+                        deliveries.c.run_id == run.id,
+                        deliveries.c.step == step,
+                    )
+                )
+            ).one()
+        result = await self._sender.send(
+            endpoint.url, endpoint.secret, delivery.webhook_id, delivery.payload, sent_at=now
+        )
+        async with self._db.transaction() as conn:
+            await self._record(conn, delivery, result)
+            attempts = delivery.attempts + 1
+            if result.delivered:
+                values: dict[str, Any] = {"status": "delivered", "delivered_at": now}
+            else:
+                failed = result.permanent or attempts >= self._settings.worker_max_attempts
+                values = {"status": "failed" if failed else "pending"}
+            await conn.execute(
+                deliveries.update()
+                .where(deliveries.c.account_id == run.account_id, deliveries.c.id == delivery.id)
+                .values(attempts=attempts, last_error=result.error, **values)
+            )
+        if not result.delivered:
+            raise StepFailed(result.error or "not delivered", permanent=result.permanent)
+
+    # deliveries of recorded events to the endpoints that subscribe to them
+
+    async def _record(
+        self, conn: AsyncConnection, delivery: sa.Row[Any], result: SendResult
+    ) -> None:
+        await conn.execute(
+            sa.insert(delivery_attempts).values(
+                account_id=delivery.account_id,
+                delivery_id=delivery.id,
+                attempted_at=self._clock.now(),
+                status_code=result.status_code,
+                error=result.error,
+                duration_ms=result.duration_ms,
+            )
+        )
+
+    async def _deliver(self, delivery: sa.Row[Any]) -> None:
+        now = self._clock.now()
+        async with self._db.transaction() as conn:
+            endpoint = (
+                await conn.execute(
+                    sa.select(webhook_endpoints).where(
+                        webhook_endpoints.c.account_id == delivery.account_id,
+                        webhook_endpoints.c.id == delivery.endpoint_id,
+                    )
+                )
+            ).one_or_none()
+            if endpoint is None:
+                return  # deleted with its deliveries while this one was claimed
+            if not endpoint.enabled:
+                failure = StepFailed("the endpoint is disabled", permanent=True)
+                await self._update(conn, deliveries, delivery, **self._settled_delivery(1, failure))
+                return
+            payload = delivery.payload
+            if payload is None:
+                payload = await _event_payload(conn, delivery, now)
+                if payload is None:
+                    failure = StepFailed("the event no longer exists", permanent=True)
+                    await self._update(
+                        conn, deliveries, delivery, **self._settled_delivery(1, failure)
+                    )
+                    return
+                await self._update(conn, deliveries, delivery, payload=payload)
+        result = await self._sender.send(
+            endpoint.url, endpoint.secret, delivery.webhook_id, payload, sent_at=now
+        )
+        async with self._db.transaction() as conn:
+            await self._record(conn, delivery, result)
+            attempts = delivery.attempts + 1
+            outcome = (
+                None
+                if result.delivered
+                else StepFailed(result.error or "not delivered", permanent=result.permanent)
+            )
+            await self._update(
+                conn,
+                deliveries,
+                delivery,
+                attempts=attempts,
+                **self._settled_delivery(attempts, outcome),
+            )
+
+    def _settled_delivery(self, attempts: int, failure: StepFailed | None) -> dict[str, Any]:
+        values = self._settled(attempts, failure)
+        values.pop("finished_at", None)
+        if failure is None:
+            values |= {"status": "delivered", "delivered_at": self._clock.now()}
+        return values
+
+
+async def _event_payload(
+    conn: AsyncConnection, delivery: sa.Row[Any], now: datetime
+) -> dict[str, Any] | None:
+    try:
+        event = await get_event(conn, delivery.account_id, delivery.event_id)
+        contact = await contacts.get_contact(conn, delivery.account_id, event.contact_id)
+    except NotFound:
+        return None
+    return {
+        "type": "event.recorded",
+        "timestamp": now.isoformat(),
+        "data": {"event": event_json(event), "contact": contact_json(contact)},
+    }
+
+
+async def _latest_values(
+    conn: AsyncConnection, account_id: int, contact_id: int, names: set[str]
+) -> dict[str, str | None]:
+    """The value of the contact's latest event of each name (names compared lower-cased,
+    as %EVENT: name% tags are)."""
+    latest: dict[str, str | None] = {}
+    for name in names:
+        latest[name] = await conn.scalar(
+            sa.select(events.c.value)
+            .where(
+                events.c.account_id == account_id,
+                events.c.contact_id == contact_id,
+                sa.func.lower(events.c.name) == name,
+            )
+            .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+            .limit(1)
+        )
+    return latest
