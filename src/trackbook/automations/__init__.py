@@ -1,0 +1,1 @@
+"""Automations: an event recorded starts runs of actions (webhooks, email, tags, lists)."""

@@ -1,0 +1,1 @@
+"""Side effects leaving Trackbook: the outbox worker, signed webhooks, SMTP email."""
