@@ -47,6 +47,7 @@ class ContactDetails:
     contact: Contact
     aliases: list[str]
     list_ids: list[int]
+    tags: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +235,13 @@ async def get_contact_details(
         .where(list_members.c.account_id == account_id, list_members.c.contact_id == contact_id)
         .order_by(list_members.c.list_id)
     )
-    return ContactDetails(contact, list(aliases), list(list_ids))
+    tag_names = await conn.scalars(
+        sa.select(tags.c.name)
+        .join(contact_tags, contact_tags.c.tag_id == tags.c.id)
+        .where(contact_tags.c.account_id == account_id, contact_tags.c.contact_id == contact_id)
+        .order_by(tags.c.name)
+    )
+    return ContactDetails(contact, list(aliases), list(list_ids), list(tag_names))
 
 
 async def find_contacts(

@@ -261,6 +261,7 @@ async def get_contact(contact_id: int, account: AccountDep, services: ServicesDe
             **_contact_body(details.contact),
             "aliases": details.aliases,
             "list_ids": details.list_ids,
+            "tags": details.tags,
         }
     )
 

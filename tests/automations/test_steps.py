@@ -1,0 +1,240 @@
+"""What a run does step by step, which events start runs, and where webhooks may go."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from tests.automations.conftest import WebhookReceiver, drain
+from tests.automations.test_end_to_end import create_automation, runs_of
+from tests.support import ManualClock, Tenant
+from trackbook.contacts import service as contacts
+from trackbook.delivery.guard import BlockedTarget, check_url, resolve
+from trackbook.delivery.webhooks import WebhookSender
+from trackbook.services import Services
+
+
+async def track(
+    client: httpx.AsyncClient, tenant: Tenant, event: str, email: str, **fields: object
+) -> dict:
+    response = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": event, "contact": {"email": email}, **fields},
+    )
+    assert response.status_code == 201, response.text
+    body: dict = response.json()
+    return body
+
+
+async def test_tags_lists_wait_and_track_steps_run_in_order(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, clock: ManualClock
+) -> None:
+    clock.set(clock.now())
+    vip = await client.post("/v1/lists", headers=tenant.headers, json={"name": "Customers"})
+    list_id = vip.json()["id"]
+    automation_id = await create_automation(
+        client,
+        tenant,
+        name="Onboarding",
+        trigger={"event": "purchase"},
+        actions=[
+            {"type": "add_tag", "tag": "buyer"},
+            {"type": "remove_tag", "tag": "prospect"},
+            {"type": "wait", "amount": 2, "unit": "hours"},
+            {"type": "add_to_list", "list_id": list_id},
+            {"type": "track", "event": "onboarded", "value": 1, "properties": {"by": "automation"}},
+        ],
+    )
+    contact = await client.post(
+        "/v1/contacts", headers=tenant.headers, json={"email": "b@example.com"}
+    )
+    contact_id = contact.json()["id"]
+    await services.db.write(
+        contacts.tag_contact, tenant.id, contact_id, ["prospect", "reader"], now=clock.now()
+    )
+    await track(client, tenant, "purchase", "b@example.com")
+    await drain(services)
+
+    [run] = await runs_of(client, tenant, automation_id)
+    assert (run["status"], run["step"]) == ("pending", 3)
+    details = (await client.get(f"/v1/contacts/{contact_id}", headers=tenant.headers)).json()
+    assert details["tags"] == ["buyer", "reader"]
+    assert details["list_ids"] == []
+    clock.advance(timedelta(hours=1))
+    await drain(services)
+    assert (await runs_of(client, tenant, automation_id))[0]["step"] == 3
+
+    clock.advance(timedelta(hours=1, seconds=1))
+    await drain(services)
+    [run] = await runs_of(client, tenant, automation_id)
+    assert (run["status"], run["finished_at"] is not None) == ("done", True)
+    details = (await client.get(f"/v1/contacts/{contact_id}", headers=tenant.headers)).json()
+    assert details["list_ids"] == [list_id]
+    events = await client.get(f"/v1/contacts/{contact_id}/events", headers=tenant.headers)
+    newest = events.json()["data"][0]
+    assert (newest["event"], newest["value"], newest["source"]) == ("onboarded", "1", "automation")
+    assert newest["properties"] == {"by": "automation"}
+
+
+async def test_once_per_contact_and_old_events_start_nothing(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, clock: ManualClock
+) -> None:
+    once = await create_automation(
+        client,
+        tenant,
+        name="Welcome once",
+        trigger={"event": "login"},
+        frequency="once",
+        actions=[{"type": "add_tag", "tag": "welcomed"}],
+    )
+    every = await create_automation(
+        client,
+        tenant,
+        name="Count logins",
+        trigger={"event": "login"},
+        actions=[{"type": "add_tag", "tag": "active"}],
+    )
+    for _ in range(2):
+        await track(client, tenant, "login", "o@example.com")
+    await track(client, tenant, "login", "p@example.com")
+    old = (clock.now() - timedelta(hours=73)).isoformat()
+    await track(client, tenant, "login", "q@example.com", timestamp=old)
+    await drain(services)
+    assert len(await runs_of(client, tenant, once)) == 2  # o and p, once each; q is too old
+    assert len(await runs_of(client, tenant, every)) == 3
+
+
+async def test_conditions_on_subscription_and_segment(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    segment = await client.post(
+        "/v1/segments",
+        headers=tenant.headers,
+        json={
+            "name": "Example staff",
+            "definition": {
+                "contact": {"field": "email_domain", "op": "equals", "value": "staff.example"}
+            },
+        },
+    )
+    automation_id = await create_automation(
+        client,
+        tenant,
+        name="Staff downloads",
+        trigger={"event": "download"},
+        conditions={
+            "segment_id": segment.json()["id"],
+            "subscribed_only": True,
+            "match": [{"value": {"op": "contains", "value": ".PDF"}}],
+        },
+        actions=[{"type": "add_tag", "tag": "reader"}],
+    )
+    await client.post(
+        "/v1/contacts",
+        headers=tenant.headers,
+        json={"email": "gone@staff.example", "status": "unsubscribed"},
+    )
+    await track(client, tenant, "download", "a@staff.example", value="guide.pdf")
+    await track(client, tenant, "download", "a@staff.example", value="guide.zip")
+    await track(client, tenant, "download", "b@elsewhere.example", value="guide.pdf")
+    await track(client, tenant, "download", "gone@staff.example", value="guide.pdf")
+    await drain(services)
+    [run] = await runs_of(client, tenant, automation_id)
+    assert run["status"] == "done"
+
+
+async def test_disabled_automation_cancels_its_waiting_runs(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, clock: ManualClock
+) -> None:
+    clock.set(clock.now())
+    automation_id = await create_automation(
+        client,
+        tenant,
+        name="Later",
+        trigger={"event": "trial"},
+        actions=[
+            {"type": "wait", "amount": 1, "unit": "days"},
+            {"type": "add_tag", "tag": "t"},
+        ],
+    )
+    await track(client, tenant, "trial", "t@example.com")
+    await drain(services)
+    await client.post(f"/v1/automations/{automation_id}/disable", headers=tenant.headers)
+    await track(client, tenant, "trial", "t@example.com")  # starts nothing now
+    clock.advance(timedelta(days=1, seconds=1))
+    await drain(services)
+    [run] = await runs_of(client, tenant, automation_id)
+    assert (run["status"], run["error"]) == ("cancelled", "the automation is disabled")
+
+
+async def test_endpoint_receives_the_events_it_subscribes_to(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, receiver: WebhookReceiver
+) -> None:
+    hook = await client.post(
+        "/v1/webhooks",
+        headers=tenant.headers,
+        json={"url": receiver.url, "event_names": ["signup"]},
+    )
+    silent = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": receiver.url})
+    tracked = await track(client, tenant, "signup", "s@example.com", properties={"plan": "pro"})
+    await track(client, tenant, "pageview", "s@example.com")
+    await drain(services)
+    [received] = receiver.received
+    assert b'"type":"event.recorded"' in received.body
+    assert f'"id":"{tracked["id"]}"'.encode() in received.body
+    deliveries = await client.get(
+        f"/v1/webhooks/{hook.json()['id']}/deliveries", headers=tenant.headers
+    )
+    [delivery] = deliveries.json()["data"]
+    assert (delivery["status"], delivery["event_id"]) == ("delivered", tracked["id"])
+    assert delivery["webhook_id"] == received.headers["webhook-id"]
+    assert [a["status_code"] for a in delivery["attempts"]] == [200]
+    none = await client.get(
+        f"/v1/webhooks/{silent.json()['id']}/deliveries", headers=tenant.headers
+    )
+    assert none.json()["data"] == []
+
+
+PRIVATE_HOSTS = [
+    "127.0.0.1",
+    "10.1.2.3",
+    "192.168.0.1",
+    "169.254.169.254",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    "[fd00:ec2::254]",
+    "100.64.0.1",
+    "localhost",
+    "0.0.0.0",  # noqa: S104 - a target to refuse, not an address to bind
+]
+
+
+@pytest.mark.parametrize("host", PRIVATE_HOSTS)
+async def test_private_targets_are_refused(host: str) -> None:
+    with pytest.raises(BlockedTarget):
+        await resolve(check_url(f"http://{host}/hook"), allow_private=False)
+
+
+async def test_public_target_resolves_to_the_address_dialled() -> None:
+    address = await resolve(check_url("http://93.184.215.14:8080/x"), allow_private=False)
+    assert address == ipaddress.ip_address("93.184.215.14")
+
+
+async def test_sender_refuses_a_loopback_receiver_without_sending(
+    receiver: WebhookReceiver, clock: ManualClock
+) -> None:
+    sender = WebhookSender(timeout=5, allow_private=False)
+    try:
+        result = await sender.send(
+            receiver.url, "whsec_" + "A" * 32, "msg_1", {"a": 1}, sent_at=clock.now()
+        )
+    finally:
+        await sender.close()
+    assert (result.delivered, result.permanent) == (False, True)
+    assert result.error is not None
+    assert "not a public address" in result.error
+    assert receiver.received == []
