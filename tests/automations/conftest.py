@@ -36,6 +36,8 @@ class WebhookReceiver:
     received: list[Received] = field(default_factory=list)
     answers: list[int] = field(default_factory=list)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    hold: asyncio.Event | None = None
+    """While set to an unset event, requests are recorded but not answered."""
 
     @property
     def url(self) -> str:
@@ -46,6 +48,8 @@ class WebhookReceiver:
         body = await request.body()
         self.received.append(Received({k.lower(): v for k, v in request.headers.items()}, body))
         self.arrived.set()
+        if self.hold is not None:
+            await self.hold.wait()
         status = self.answers.pop(0) if self.answers else 200
         await Response(status_code=status)(scope, receive, send)
 
