@@ -7,10 +7,13 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -110,11 +113,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(url: str, port: int, cwd: Path) -> Iterator[str]:
+def serving(
+    url: str, port: int, cwd: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """Runs `trackbook serve` until it is up; yields what it printed by then."""
     with subprocess.Popen(
-        ["trackbook", "serve", "--port", str(port)],
-        env={**os.environ, "TRACKBOOK_DATABASE_URL": url},
+        ["trackbook", "serve", "--port", str(port), *options],
+        env={**os.environ, "TRACKBOOK_DATABASE_URL": url, **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -199,3 +204,53 @@ def test_accounts_show_and_rotate_the_activecampaign_event_key(cli: CliRunner) -
     assert new_key is not None
     assert new_key[1] != key[1]
     assert f"activecampaign actid: {actid[1]}" in rotated
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.received.append(self.headers["webhook-id"])
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_serve_runs_a_worker_unless_told_not_to(empty_database_url: str, tmp_path: Path) -> None:
+    _Hook.received.clear()
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    env = {"TRACKBOOK_WEBHOOK_ALLOW_PRIVATE": "true", "TRACKBOOK_WORKER_POLL_SECONDS": "0.1"}
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with serving(empty_database_url, port, tmp_path, env=env) as output:
+            key = KEY.search(output)
+            assert key is not None, output
+            headers = {"Authorization": f"Bearer {key[0]}"}
+            endpoint = httpx.post(
+                f"{base}/v1/webhooks",
+                headers=headers,
+                json={"url": f"http://127.0.0.1:{hook.server_port}/", "event_names": ["*"]},
+                timeout=10,
+            ).json()
+            event = {"event": "signup", "contact": {"email": "w@example.com"}}
+            httpx.post(f"{base}/v1/track", headers=headers, json=event, timeout=10)
+            deadline = time.monotonic() + 30
+            while not _Hook.received and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(_Hook.received) == 1
+        with serving(empty_database_url, port, tmp_path, "--no-worker", env=env):
+            httpx.post(f"{base}/v1/track", headers=headers, json=event, timeout=10)
+            time.sleep(1)  # ten polls of a worker, were one running
+            deliveries = httpx.get(
+                f"{base}/v1/webhooks/{endpoint['id']}/deliveries", headers=headers, timeout=10
+            ).json()["data"]
+            assert [d["status"] for d in deliveries] == ["pending", "delivered"]
+            assert len(_Hook.received) == 1
+    finally:
+        hook.shutdown()
+        hook.server_close()
