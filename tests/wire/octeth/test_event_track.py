@@ -330,3 +330,18 @@ async def test_tracking_switched_off_is_code_14_and_stores_nothing(
         "/v1/contacts", headers=tenant.headers, params={"email": "off@example.com"}
     )
     assert found.json()["data"] == []
+
+
+async def test_malformed_json_body_is_400_code_17(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for path in ("/api/v1/event", "/api.php"):
+        response = await client.post(
+            path,
+            content=b'{"APIKey":',
+            headers={"Content-Type": "application/json", **tenant.headers},
+        )
+        assert (response.status_code, response.json()) == (
+            400,
+            {"Errors": [{"Code": 17, "Message": "The request body is not valid JSON"}]},
+        ), path
