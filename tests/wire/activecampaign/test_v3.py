@@ -252,3 +252,39 @@ async def test_request_validation_errors_take_the_v3_errors_shape(
     )
     assert bad_limit.status_code == 422
     assert bad_limit.json()["errors"][0]["source"] == {"parameter": "limit"}
+
+
+async def test_a_whitelisted_name_never_tracked_is_not_in_the_catalog(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await client.post(
+        "/api/3/eventTrackingEvents",
+        headers=token(tenant),
+        json={"eventTrackingEvent": {"name": "webinar joined"}},
+    )
+    assert created.status_code == 201
+    names = await client.get("/v1/event-names", headers=tenant.headers)
+    assert names.json() == {"data": []}
+    properties = await client.get(
+        "/v1/event-names/webinar joined/properties", headers=tenant.headers
+    )
+    assert properties.status_code == 404
+    whitelist = await client.get("/api/3/eventTrackingEvents", headers=token(tenant))
+    assert whitelist.json()["eventTrackingEvents"] == [{"name": "webinar joined"}]
+
+    tracked = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={
+            "event": "webinar joined",
+            "contact": {"email": "guest@example.com"},
+            "properties": {"room": "A"},
+        },
+    )
+    assert tracked.status_code == 201
+    names = await client.get("/v1/event-names", headers=tenant.headers)
+    assert [(n["name"], n["count"]) for n in names.json()["data"]] == [("webinar joined", 1)]
+    properties = await client.get(
+        "/v1/event-names/webinar joined/properties", headers=tenant.headers
+    )
+    assert properties.json() == {"name": "webinar joined", "properties": ["room"]}
