@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Depends, Header
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -94,6 +95,15 @@ async def _subscriber_in_path(services: Services, account: Account, subscriber_i
         raise NotFound(error.message) from None
 
 
+def _stored_value(value: Any) -> str:
+    """The value as text; an object or array sent as JSON is kept as JSON text."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
 @router.post("/subscribers/track-event")
 async def track_event(request: Request, account: AccountDep, services: ServicesDep) -> JSON:
     """Counts the event in the contact's (event_key, title) counter; answers with the
@@ -103,11 +113,10 @@ async def track_event(request: Request, account: AccountDep, services: ServicesD
     params = await merged_params(request)
     fields = _required(params, "event_key", "title")
     contact = _subscriber(params)
-    value = params.get("value")
     command = TrackCommand(
         name=fields["event_key"][:KEY_LENGTH],
         title=fields["title"][:KEY_LENGTH],
-        value="" if value is None else str(value),
+        value=_stored_value(params.get("value")),
         provider=sanitize_text(params.get("provider"))[:64] or "custom",
         contact=contact,
         source="fluentcrm",
