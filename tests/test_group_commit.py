@@ -6,10 +6,13 @@ import asyncio
 
 import httpx
 import sqlalchemy as sa
+from asgi_lifespan import LifespanManager
 
-from tests.support import Tenant
+from tests.support import ManualClock, Tenant
+from trackbook.app import create_app
 from trackbook.db.tables import contacts, event_summaries, events
 from trackbook.services import Services
+from trackbook.settings import Settings
 
 
 async def test_200_concurrent_tracks_of_one_counter_give_200_rows_and_counter_200(
@@ -41,6 +44,56 @@ async def test_200_concurrent_tracks_of_one_counter_give_200_rows_and_counter_20
     assert people == 1
     # the events were written in shared transactions, not one per request
     assert services.writer.groups_written - groups_before < 200
+
+
+async def test_two_app_instances_on_one_database_count_200_concurrent_tracks_once(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    services: Services,
+    settings: Settings,
+    clock: ManualClock,
+) -> None:
+    """Two API nodes, each with its own writer, racing on one counter: the upsert,
+    not the in-process writer, has to keep the count."""
+    second = create_app(settings, clock=clock)
+    async with LifespanManager(second):
+        second_services: Services = second.state.services
+        assert second_services.writer is not services.writer
+        transport = httpx.ASGITransport(app=second)
+        async with httpx.AsyncClient(transport=transport, base_url="http://node-2.test") as other:
+            body = {
+                "event": "page_view",
+                "title": "Pricing",
+                "contact": {"email": "two-nodes@example.com"},
+            }
+            nodes = [client, other]
+            responses = await asyncio.gather(
+                *(
+                    nodes[n % 2].post("/v1/track", headers=tenant.headers, json=body)
+                    for n in range(200)
+                )
+            )
+        groups_on_second = second_services.writer.groups_written
+    assert [r.status_code for r in responses] == [201] * 200, {r.text for r in responses}
+    assert len({r.json()["id"] for r in responses}) == 200
+    assert groups_on_second > 0
+    async with services.db.read() as conn:
+        stored = await conn.scalar(
+            sa.select(sa.func.count()).where(events.c.account_id == tenant.id)
+        )
+        counters = (
+            await conn.execute(
+                sa.select(event_summaries.c.counter).where(
+                    event_summaries.c.account_id == tenant.id
+                )
+            )
+        ).all()
+        people = await conn.scalar(
+            sa.select(sa.func.count()).where(contacts.c.account_id == tenant.id)
+        )
+    assert stored == 200
+    assert [row.counter for row in counters] == [200]
+    assert people == 1
 
 
 async def test_a_bad_event_in_a_group_fails_alone(

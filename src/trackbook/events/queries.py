@@ -164,9 +164,10 @@ def _summary(row: sa.Row[Any]) -> EventSummary:
 
 
 async def list_event_names(conn: AsyncConnection, account_id: int) -> list[EventName]:
+    """Names tracked at least once; a name only whitelisted (count 0) is not listed."""
     rows = await conn.execute(
         sa.select(event_names)
-        .where(event_names.c.account_id == account_id)
+        .where(event_names.c.account_id == account_id, event_names.c.count > 0)
         .order_by(event_names.c.name)
     )
     return [
@@ -181,7 +182,9 @@ async def event_name_properties(
     """Property names seen with an event name; None when the name was never tracked."""
     known = await conn.scalar(
         sa.select(event_names.c.name).where(
-            event_names.c.account_id == account_id, event_names.c.name == name
+            event_names.c.account_id == account_id,
+            event_names.c.name == name,
+            event_names.c.count > 0,
         )
     )
     if known is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+import orjson
 
 from tests.support import Tenant
 from tests.wire.activecampaign.conftest import create_contact, token
@@ -221,3 +222,69 @@ async def test_contacts(client: httpx.AsyncClient, tenant: Tenant) -> None:
     assert deleted.status_code == 200
     gone = await client.get(f"/api/3/contacts/{contact['id']}", headers=token(tenant))
     assert gone.status_code == 404
+
+
+async def test_request_validation_errors_take_the_v3_errors_shape(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    cases = [
+        ({}, "field_missing", "/data"),
+        ({"eventTrackingEvent": "download"}, "field_invalid", "/data"),
+        ({"eventTrackingEvent": {"name": 7}}, "field_invalid", "/data/attributes/name"),
+        (b'{"eventTrackingEvent":', "body_invalid", "/data"),
+    ]
+    for body, code, pointer in cases:
+        refused = await client.post(
+            "/api/3/eventTrackingEvents",
+            headers={**token(tenant), "Content-Type": "application/json"},
+            content=body if isinstance(body, bytes) else orjson.dumps(body),
+        )
+        assert refused.status_code == 422, body
+        [error] = refused.json()["errors"]
+        assert list(error) == ["title", "detail", "code", "source"], body
+        assert (error["code"], error["source"]) == (code, {"pointer": pointer}), body
+        assert error["title"], body
+        assert error["detail"], body
+    listed = await client.get("/api/3/eventTrackingEvents", headers=token(tenant))
+    assert listed.json()["meta"]["total"] == 0
+    bad_limit = await client.get(
+        "/api/3/eventTrackingEvents", headers=token(tenant), params={"limit": "many"}
+    )
+    assert bad_limit.status_code == 422
+    assert bad_limit.json()["errors"][0]["source"] == {"parameter": "limit"}
+
+
+async def test_a_whitelisted_name_never_tracked_is_not_in_the_catalog(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await client.post(
+        "/api/3/eventTrackingEvents",
+        headers=token(tenant),
+        json={"eventTrackingEvent": {"name": "webinar joined"}},
+    )
+    assert created.status_code == 201
+    names = await client.get("/v1/event-names", headers=tenant.headers)
+    assert names.json() == {"data": []}
+    properties = await client.get(
+        "/v1/event-names/webinar joined/properties", headers=tenant.headers
+    )
+    assert properties.status_code == 404
+    whitelist = await client.get("/api/3/eventTrackingEvents", headers=token(tenant))
+    assert whitelist.json()["eventTrackingEvents"] == [{"name": "webinar joined"}]
+
+    tracked = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={
+            "event": "webinar joined",
+            "contact": {"email": "guest@example.com"},
+            "properties": {"room": "A"},
+        },
+    )
+    assert tracked.status_code == 201
+    names = await client.get("/v1/event-names", headers=tenant.headers)
+    assert [(n["name"], n["count"]) for n in names.json()["data"]] == [("webinar joined", 1)]
+    properties = await client.get(
+        "/v1/event-names/webinar joined/properties", headers=tenant.headers
+    )
+    assert properties.json() == {"name": "webinar joined", "properties": ["room"]}

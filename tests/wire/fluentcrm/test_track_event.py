@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 import httpx
@@ -330,3 +331,24 @@ async def test_event_tracked_here_is_an_occurrence_in_the_native_api(
     ]
     names = await client.get("/v1/event-names", headers=tenant.headers)
     assert [(n["name"], n["count"]) for n in names.json()["data"]] == [("purchase", 2)]
+
+
+async def test_an_object_or_array_value_is_stored_as_json_text(
+    client: httpx.AsyncClient, tenant: Tenant, subscribe: Subscribe
+) -> None:
+    contact_id = await subscribe("json@example.com")
+    for title, value in (("Order", {"total": 49.9, "sku": "A-1"}), ("Cart", ["A-1", None])):
+        response = await client.post(
+            TRACK,
+            auth=basic(tenant),
+            json={"email": "json@example.com", "event_key": "checkout", "title": title,
+                  "value": value},
+        )  # fmt: skip
+        assert response.status_code == 200, response.text
+    listing = await client.get(
+        f"{BASE}/subscribers/{contact_id}/tracking-events", auth=basic(tenant)
+    )
+    values = {d["title"]: d["value"] for d in listing.json()["events"]["data"]}
+    assert values == {"Order": '{"total":49.9,"sku":"A-1"}', "Cart": '["A-1",null]'}
+    events = await client.get(f"/v1/contacts/{contact_id}/events", headers=tenant.headers)
+    assert json.loads(events.json()["data"][0]["value"]) == ["A-1", None]

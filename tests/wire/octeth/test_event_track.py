@@ -330,3 +330,58 @@ async def test_tracking_switched_off_is_code_14_and_stores_nothing(
         "/v1/contacts", headers=tenant.headers, params={"email": "off@example.com"}
     )
     assert found.json()["data"] == []
+
+
+async def test_malformed_json_body_is_400_code_17(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for path in ("/api/v1/event", "/api.php"):
+        response = await client.post(
+            path,
+            content=b'{"APIKey":',
+            headers={"Content-Type": "application/json", **tenant.headers},
+        )
+        assert (response.status_code, response.json()) == (
+            400,
+            {"Errors": [{"Code": 17, "Message": "The request body is not valid JSON"}]},
+        ), path
+
+
+async def test_fractional_list_id_is_invalid_not_rounded(
+    client: httpx.AsyncClient, tenant: Tenant, list_id: int
+) -> None:
+    for fractional in (list_id + 0.7, f"{list_id}.7", True):
+        tracked = await client.post(
+            "/api/v1/event",
+            json={
+                "APIKey": tenant.key,
+                "Event": "page_view",
+                "ListID": fractional,
+                "Email": "fraction@example.com",
+            },
+        )
+        assert (tracked.status_code, tracked.json()) == (
+            422,
+            {"Errors": [{"Code": 4, "Message": "Invalid ListID parameter"}]},
+        ), fractional
+        properties = await client.post(
+            "/api.php",
+            json={
+                "Command": "website_events.properties",
+                "APIKey": tenant.key,
+                "ListID": fractional,
+            },
+        )
+        assert (properties.status_code, properties.json()) == (
+            422,
+            {"Errors": [{"Code": 2, "Message": "Invalid ListID parameter"}]},
+        ), fractional
+    found = await client.get(
+        "/v1/contacts", headers=tenant.headers, params={"email": "fraction@example.com"}
+    )
+    assert found.json()["data"] == []
+    as_digits = await client.post(
+        "/api/v1/event",
+        json={"APIKey": tenant.key, "Event": "page_view", "ListID": f" {list_id} "},
+    )
+    assert as_digits.status_code == 200, as_digits.text

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.requests import Request
 from starlette.responses import Response
 
 from trackbook.accounts.errors import Unauthenticated
@@ -24,6 +28,32 @@ class FieldError(DomainError):
         self.attribute = attribute
 
 
+class RequestInvalid(DomainError):
+    """A v3 request FastAPI could not parse: each problem as pydantic reports it."""
+
+    code = "invalid"
+
+    def __init__(self, problems: Sequence[Any]) -> None:
+        super().__init__("the request is invalid")
+        self.problems = problems
+
+
+class V3Route(APIRoute):
+    """Turns request validation errors into RequestInvalid, so that V3Errors answers
+    them in ActiveCampaign's shape rather than the native one."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_v3(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except RequestValidationError as error:
+                raise RequestInvalid(error.errors()) from None
+
+        return handle_v3
+
+
 class TrackcmpRefused(DomainError):
     """trackcmp and v1 refusals: {"success": 0, "message": ...} with this status."""
 
@@ -40,6 +70,33 @@ def _errors(title: str, code: str, pointer: str) -> dict[str, Any]:
     }
 
 
+def _problem(problem: Any) -> dict[str, Any]:
+    """One pydantic problem as a JSON:API error. The request's envelope key
+    (`eventTrackingEvent`, `contact`) is ActiveCampaign's `/data/attributes`."""
+    where, *path = [str(part) for part in problem.get("loc", ())] or ["body"]
+    detail = str(problem.get("msg", "is invalid"))
+    if where != "body":
+        source = {"parameter": path[0] if path else where}
+    elif problem.get("type") == "json_invalid":
+        return {
+            "title": "The request body is not valid JSON.",
+            "detail": detail,
+            "code": "body_invalid",
+            "source": {"pointer": "/data"},
+        }
+    else:
+        attributes = path[1:]
+        source = {"pointer": "/".join(["/data/attributes", *attributes]) if attributes else "/data"}
+    name = (path or [where])[-1]
+    missing = problem.get("type") == "missing"
+    return {
+        "title": f"The {name} field is required." if missing else f"The {name} field is invalid.",
+        "detail": detail,
+        "code": "field_missing" if missing else "field_invalid",
+        "source": source,
+    }
+
+
 class V3Errors:
     def reply_for(self, error: DomainError) -> ErrorReply:
         match error:
@@ -47,6 +104,9 @@ class V3Errors:
                 return ErrorReply(403, error.code, error.message, body={"message": "Forbidden"})
             case FieldError():
                 body = _errors(error.title, error.error_code, f"/data/attributes/{error.attribute}")
+                return ErrorReply(422, error.code, error.message, body=body)
+            case RequestInvalid():
+                body = {"errors": [_problem(problem) for problem in error.problems]}
                 return ErrorReply(422, error.code, error.message, body=body)
             case Invalid():
                 body = _errors(error.message, "field_invalid", f"/data/attributes/{error.field}")

@@ -17,7 +17,7 @@ from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ContactConflict, ContactNotFound
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact
-from trackbook.dialects.activecampaign.errors import FieldError
+from trackbook.dialects.activecampaign.errors import FieldError, V3Route
 from trackbook.dialects.responses import JSON
 from trackbook.errors import Conflict, Invalid
 from trackbook.events import catalog, queries
@@ -25,7 +25,7 @@ from trackbook.events.model import Event
 from trackbook.services import Services, services_of
 
 PREFIX = "/api/3"
-router = APIRouter(prefix=PREFIX, tags=["ActiveCampaign dialect"])
+router = APIRouter(prefix=PREFIX, tags=["ActiveCampaign dialect"], route_class=V3Route)
 ServicesDep = Annotated[Services, Depends(services_of)]
 
 

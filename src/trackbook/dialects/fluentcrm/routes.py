@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Depends, Header
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ContactConflict, ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
 from trackbook.contacts.service import STATUSES, Contact
+from trackbook.dialects.fluentcrm import rest_route
 from trackbook.dialects.fluentcrm.errors import FieldErrors
 from trackbook.dialects.fluentcrm.params import (
     basic_password,
@@ -94,6 +96,15 @@ async def _subscriber_in_path(services: Services, account: Account, subscriber_i
         raise NotFound(error.message) from None
 
 
+def _stored_value(value: Any) -> str:
+    """The value as text; an object or array sent as JSON is kept as JSON text."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return orjson.dumps(value).decode()
+    return str(value)
+
+
 @router.post("/subscribers/track-event")
 async def track_event(request: Request, account: AccountDep, services: ServicesDep) -> JSON:
     """Counts the event in the contact's (event_key, title) counter; answers with the
@@ -103,11 +114,10 @@ async def track_event(request: Request, account: AccountDep, services: ServicesD
     params = await merged_params(request)
     fields = _required(params, "event_key", "title")
     contact = _subscriber(params)
-    value = params.get("value")
     command = TrackCommand(
         name=fields["event_key"][:KEY_LENGTH],
         title=fields["title"][:KEY_LENGTH],
-        value="" if value is None else str(value),
+        value=_stored_value(params.get("value")),
         provider=sanitize_text(params.get("provider"))[:64] or "custom",
         contact=contact,
         source="fluentcrm",
@@ -128,9 +138,11 @@ def _page_params(params: dict[str, Any]) -> tuple[int, int]:
 
 
 def _paginated(
-    path: str, total: int, page: int, per_page: int, data: list[dict[str, Any]]
+    request: Request, total: int, page: int, per_page: int, data: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Laravel's paginator as FluentCRM sends it; page links carry only `page` (capture 24)."""
+    """Laravel's paginator as FluentCRM sends it; page links carry only `page` (capture 24),
+    and have no path at all when the request came as `?rest_route=` (capture 31)."""
+    path = "" if request.scope.get(rest_route.REWRITTEN) else request.url.path
     last_page = max(math.ceil(total / per_page), 1)
     first = (page - 1) * per_page + 1
     return {
@@ -178,7 +190,7 @@ async def tracking_events(
         }
         for row in rows
     ]
-    return JSON({"events": _paginated(request.url.path, total, page, per_page, data)})
+    return JSON({"events": _paginated(request, total, page, per_page, data)})
 
 
 def _contact_body(contact: Contact, account: Account) -> dict[str, Any]:
@@ -318,4 +330,7 @@ async def list_subscribers(request: Request, account: AccountDep, services: Serv
         limit=per_page,
     )
     data = [_contact_body(contact, account) for contact in found]
-    return JSON({"subscribers": _paginated(request.url.path, total, page, per_page, data)})
+    return JSON({"subscribers": _paginated(request, total, page, per_page, data)})
+
+
+router.routes.extend(rest_route.routes())

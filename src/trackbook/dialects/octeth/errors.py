@@ -6,6 +6,7 @@ from starlette.responses import Response
 
 from trackbook.accounts.errors import Unauthenticated
 from trackbook.contacts.errors import ContactConflict
+from trackbook.dialects.params import MalformedJson
 from trackbook.dialects.responses import JSON, ErrorReply
 from trackbook.errors import DomainError, Invalid
 from trackbook.events.errors import TrackingDisabled
@@ -46,6 +47,9 @@ class OctethWire:
             case ContactConflict():
                 errors = [(UUID_CONFLICT, error.message)]
                 return ErrorReply(409, error.code, error.message, body=_body(errors))
+            case MalformedJson():
+                errors = [(MALFORMED, "The request body is not valid JSON")]
+                return ErrorReply(400, error.code, error.message, body=_body(errors))
             case TrackingDisabled():
                 errors = [(TRACKING_DISABLED, "Event tracking is disabled for this account")]
                 return ErrorReply(422, error.code, error.message, body=_body(errors))

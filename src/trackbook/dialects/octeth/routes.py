@@ -76,13 +76,19 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def _integer(raw: Any) -> int | None:
+    """An integer or a string of digits; `1.7`, `"1.7"`, `true` and the rest are none."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
+        return int(raw.strip())
+    return None
+
+
 async def _list_id(raw: Any, account: Account, services: Services) -> int | None:
     """The ListID as a list of this account, or None when it is none of that."""
-    if isinstance(raw, bool):
-        return None
-    try:
-        list_id = int(raw)
-    except (TypeError, ValueError):
+    list_id = _integer(raw)
+    if list_id is None:
         return None
     try:
         await services.db.query(contacts.get_list, account.id, list_id)
@@ -256,11 +262,8 @@ async def properties_of_list(params: dict[str, Any], account: Account, services:
     raw = params.get("listid")
     if raw in (None, ""):
         raise OctethErrors([(1, "Missing ListID parameter")])
-    try:
-        list_id = int(raw)
-    except (TypeError, ValueError):
-        raise OctethErrors([(2, "Invalid ListID parameter")]) from None
-    if isinstance(raw, bool):
+    list_id = _integer(raw)
+    if list_id is None:
         raise OctethErrors([(2, "Invalid ListID parameter")])
     try:
         await services.db.query(contacts.get_list, account.id, list_id)
