@@ -254,3 +254,31 @@ def test_serve_runs_a_worker_unless_told_not_to(empty_database_url: str, tmp_pat
     finally:
         hook.shutdown()
         hook.server_close()
+
+
+def test_users_create_with_a_prompted_or_generated_password_and_list(cli: CliRunner) -> None:
+    account_id = re.search(r"id: (\d+)", invoke(cli, "accounts", "create", "Users Co"))
+    assert account_id is not None
+    prompted = cli.invoke(
+        app,
+        ["users", "create", "Mia@Example.com", "--account", account_id[1]],
+        input="a long enough secret\na long enough secret\n",
+    )
+    assert prompted.exit_code == 0, prompted.output
+    assert "a long enough secret" not in prompted.output
+    generated = invoke(
+        cli, "users", "create", "leo@example.com", "--account", account_id[1], "--generate"
+    )
+    password = re.search(r"password \(shown once\): (\S+)", generated)
+    assert password is not None
+    assert len(password[1]) >= 10
+    listed = invoke(cli, "users", "list", "--account", account_id[1])
+    assert re.search(r"^\s*leo@example\.com\s", listed, re.M)
+    assert re.search(r"^\s*mia@example\.com\s", listed, re.M)
+    short = cli.invoke(
+        app,
+        ["users", "create", "x@example.com", "--account", account_id[1]],
+        input="short\nshort\n",
+    )
+    assert short.exit_code == 1
+    assert "password must be at least 10 characters" in short.output

@@ -5,19 +5,22 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
 
-from trackbook import __version__
+from trackbook import __version__, web
 from trackbook.clock import Clock, SystemClock
 from trackbook.db.engine import StorageUnavailable
 from trackbook.dialects.activecampaign import trackcmp, v3
 from trackbook.dialects.activecampaign.errors import TrackcmpErrors, V3Errors
 from trackbook.dialects.fluentcrm.errors import FluentErrors
+from trackbook.dialects.fluentcrm.rest_route import RestRoute
 from trackbook.dialects.fluentcrm.routes import PREFIX as FLUENTCRM_PREFIX
 from trackbook.dialects.fluentcrm.routes import router as fluentcrm_router
 from trackbook.dialects.limits import BodyLimit
@@ -38,6 +41,10 @@ from trackbook.dialects.responses import (
 from trackbook.errors import DomainError
 from trackbook.services import Services
 from trackbook.settings import Settings, load_settings
+from trackbook.web.errors import PREFIXES as WEB_PREFIXES
+from trackbook.web.errors import WebErrors
+from trackbook.web.routes import router as web_router
+from trackbook.web.session import BadCsrf, SignInRequired, signin_url
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     )
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RestRoute)
     register_dialect("/v1", NativeErrors())
     app.include_router(native_router)
     app.include_router(native_automations_router)
@@ -80,7 +88,29 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         app.include_router(bench_router)
     _install_error_handlers(app)
     _install_health(app, services)
+    _install_dashboard(app)
     return app
+
+
+def _install_dashboard(app: FastAPI) -> None:
+    for prefix in WEB_PREFIXES:
+        register_dialect(prefix, WebErrors())
+    app.mount("/static", StaticFiles(directory=Path(web.__file__).parent / "static"), "static")
+    app.include_router(web_router)
+
+    @app.exception_handler(SignInRequired)
+    async def sign_in_first(_: Request, error: Exception) -> Response:
+        assert isinstance(error, SignInRequired)  # noqa: S101 - registered for it
+        return RedirectResponse(signin_url(error.next_path), status_code=303)
+
+    @app.exception_handler(BadCsrf)
+    async def bad_csrf(_: Request, __: Exception) -> Response:
+        reply = ErrorReply(
+            403,
+            "csrf",
+            "The form expired or came from another site; reload the page and try again.",
+        )
+        return WebErrors().render(reply)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

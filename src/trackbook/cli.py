@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from trackbook.accounts import service as accounts
+from trackbook.accounts import users
 from trackbook.accounts.service import Account, IssuedKey
 from trackbook.clock import SystemClock
 from trackbook.contacts import service as contacts
@@ -28,10 +29,12 @@ T = TypeVar("T")
 app = typer.Typer(help="Trackbook: contact event tracking.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+users_app = typer.Typer(help="Dashboard users.", no_args_is_help=True)
 lists_app = typer.Typer(help="Contact lists (Octeth's ListID).", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(lists_app, name="lists")
+app.add_typer(users_app, name="users")
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -89,6 +92,10 @@ def _print_table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     console.print(table, crop=False)
 
 
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
 def _show_account(account: Account) -> None:
     out.print(f"id: {account.id}")
     out.print(f"name: {account.name}")
@@ -111,13 +118,19 @@ def migrate() -> None:
     out.print("database is up to date")
 
 
-async def _bootstrap(db: Database) -> IssuedKey | None:
-    """On an empty database: a default account and its first key."""
+FIRST_USER = "admin@example.com"
+
+
+async def _bootstrap(db: Database) -> tuple[IssuedKey, str] | None:
+    """On an empty database: a default account, its first key and a dashboard user."""
     async with db.transaction() as conn:
         if await accounts.list_accounts(conn):
             return None
         account = await accounts.create_account(conn, "Default", now=clock.now())
-        return await accounts.create_key(conn, account.id, now=clock.now(), name="first key")
+        issued = await accounts.create_key(conn, account.id, now=clock.now(), name="first key")
+        password = users.new_password()
+        await users.create_user(conn, account.id, FIRST_USER, password, now=clock.now())
+        return issued, password
 
 
 @app.command()
@@ -143,12 +156,16 @@ def serve(
         overrides["worker_in_process"] = False
     if overrides:
         settings = settings.model_copy(update=overrides)
-    issued = _run(_bootstrap)
+    first = _run(_bootstrap)
     out.print(f"Trackbook is serving on {settings.base_url}")
     out.print(f"API docs: {settings.base_url}/docs")
-    if issued is not None:
+    if first is not None:
+        issued, password = first
         out.print(f"Created the account 'Default' (id {issued.key.account_id}).")
         _show_key(issued)
+        out.print(f"Dashboard: {settings.base_url}/signin")
+        out.print(f"  email: {FIRST_USER}")
+        out.print(f"  password (shown once): {password}")
     sys.stdout.flush()
     uvicorn.run(
         create_app(settings),
@@ -265,9 +282,6 @@ def keys_list(
     async def work(db: Database) -> list[accounts.ApiKey]:
         return await db.query(accounts.list_keys, account)
 
-    def when(moment: datetime | None) -> str:
-        return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
-
     _print_table(
         ("prefix", "account", "name", "created", "last used", "revoked"),
         [
@@ -275,9 +289,9 @@ def keys_list(
                 key.prefix + "…",
                 str(key.account_id),
                 key.name or "-",
-                when(key.created_at),
-                when(key.last_used_at),
-                when(key.revoked_at),
+                _when(key.created_at),
+                _when(key.last_used_at),
+                _when(key.revoked_at),
             )
             for key in _run(work)
         ],
@@ -289,6 +303,39 @@ def keys_revoke(prefix: str) -> None:
     """Revoke the key with this prefix; requests with it are refused from now on."""
     key = _write(accounts.revoke_key, prefix.rstrip("…"), now=clock.now())
     out.print(f"revoked {key.prefix}… of account {key.account_id}")
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    account: Annotated[int, typer.Option(help="The account the user signs in to.")],
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate a password and print it once.")
+    ] = False,
+) -> None:
+    """Add a dashboard user; the password is prompted for, or generated and shown once."""
+    if generate:
+        password = users.new_password()
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = _write(users.create_user, account, email, password, now=clock.now())
+    out.print(f"user {user.email} can sign in to account {user.account_id}")
+    if generate:
+        out.print(f"password (shown once): {password}")
+
+
+@users_app.command("list")
+def users_list(account: Annotated[int, typer.Option(help="The account.")]) -> None:
+    """Dashboard users of an account."""
+
+    async def work(db: Database) -> list[users.User]:
+        return await db.query(users.list_users, account)
+
+    found = _run(work)
+    _print_table(
+        ("email", "created", "last sign-in"),
+        [(u.email, _when(u.created_at), _when(u.last_sign_in_at)) for u in found],
+    )
 
 
 @lists_app.command("create")

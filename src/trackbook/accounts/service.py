@@ -223,8 +223,11 @@ async def list_keys(conn: AsyncConnection, account_id: int | None = None) -> lis
     return [_api_key(row) for row in await conn.execute(query)]
 
 
-async def revoke_key(conn: AsyncConnection, prefix: str, *, now: datetime) -> ApiKey:
-    """Revoke the one live key whose prefix starts with `prefix` (at least the marker + 4)."""
+async def revoke_key(
+    conn: AsyncConnection, prefix: str, *, now: datetime, account_id: int | None = None
+) -> ApiKey:
+    """Revoke the one live key whose prefix starts with `prefix` (at least the marker + 4),
+    of the given account only when one is given (the dashboard), else of any (the CLI)."""
     if len(prefix) < len(KEY_MARKER) + 4:
         raise Invalid("prefix", f"must be at least {len(KEY_MARKER) + 4} characters")
     rows = (
@@ -232,6 +235,7 @@ async def revoke_key(conn: AsyncConnection, prefix: str, *, now: datetime) -> Ap
             sa.select(api_keys.c.id).where(
                 api_keys.c.prefix.startswith(prefix[:PREFIX_LENGTH], autoescape=True),
                 api_keys.c.revoked_at.is_(None),
+                sa.true() if account_id is None else api_keys.c.account_id == account_id,
             )
         )
     ).all()

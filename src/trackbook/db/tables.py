@@ -347,3 +347,34 @@ delivery_attempts = sa.Table(
     sa.Column("duration_ms", sa.Integer(), nullable=False),
     sa.Index(None, "delivery_id"),
 )
+
+dashboard_users = sa.Table(
+    "dashboard_users",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_sign_in_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("account_id", "email"),
+    sa.Index(None, "email"),
+)
+
+# Server-side sessions: the cookie holds the account id and a random token, the table
+# the token's hash, so that signing out (or deleting a user) ends the session at once.
+dashboard_sessions = sa.Table(
+    "dashboard_sessions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    _account_fk(),
+    sa.Column(
+        "user_id", BigId, sa.ForeignKey("dashboard_users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("account_id", "token_hash"),
+    sa.Index(None, "user_id"),
+)

@@ -55,3 +55,12 @@ async def newest(
         DroppedEvent(row.id, row.source, row.reason, row.payload, row.received_at)
         for row in await conn.execute(query)
     ]
+
+
+async def count(conn: AsyncConnection, account_id: int) -> int:
+    total = await conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(dropped_events)
+        .where(dropped_events.c.account_id == account_id)
+    )
+    return int(total or 0)

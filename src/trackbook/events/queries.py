@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -243,3 +243,51 @@ async def get_event(conn: AsyncConnection, account_id: int, event_id: int) -> Ev
     if row is None:
         raise NotFound(f"event {event_id} does not exist")
     return _event(row)
+
+
+async def hourly_counts(
+    conn: AsyncConnection, account_id: int, *, since: datetime
+) -> list[tuple[datetime, int]]:
+    """Events per hour (UTC) since `since`: small enough to regroup by day in any time
+    zone, and the same SQL shape on both databases."""
+    if conn.dialect.name == "sqlite":
+        hour: sa.ColumnElement[Any] = sa.func.strftime("%Y-%m-%dT%H:00:00", events.c.occurred_at)
+    else:
+        hour = sa.func.to_char(
+            sa.func.date_trunc("hour", sa.func.timezone("UTC", events.c.occurred_at)),
+            'YYYY-MM-DD"T"HH24:00:00',
+        )
+    rows = await conn.execute(
+        sa.select(hour.label("hour"), sa.func.count())
+        .where(events.c.account_id == account_id, events.c.occurred_at >= since)
+        .group_by(hour)
+        .order_by(hour)
+    )
+    return [(datetime.fromisoformat(row[0]).replace(tzinfo=UTC), int(row[1])) for row in rows]
+
+
+async def recently_active(
+    conn: AsyncConnection, account_id: int, *, limit: int = 10
+) -> list[tuple[int, datetime]]:
+    """Contacts by their latest event, newest first: (contact id, latest occurred_at)."""
+    latest = sa.func.max(events.c.occurred_at).label("latest")
+    rows = await conn.execute(
+        sa.select(events.c.contact_id, latest)
+        .where(events.c.account_id == account_id)
+        .group_by(events.c.contact_id)
+        .order_by(latest.desc())
+        .limit(limit)
+    )
+    return [(row.contact_id, row.latest) for row in rows]
+
+
+async def recent_of_name(
+    conn: AsyncConnection, account_id: int, name: str, *, limit: int = 50
+) -> list[Event]:
+    rows = await conn.execute(
+        sa.select(events)
+        .where(events.c.account_id == account_id, events.c.name == name)
+        .order_by(events.c.occurred_at.desc(), events.c.id.desc())
+        .limit(limit)
+    )
+    return [_event(row) for row in rows]

@@ -52,6 +52,9 @@ async def test_rest_route_errors_keep_the_wordpress_shape(
         json={"email": "nobody@example.com", "event_key": "k", "title": "t"},
     )
     assert (missing.status_code, missing.json()["error_code"]) == (422, "subscriber_not_found")
-    for elsewhere in ("/", "/?rest_route=/wp/v2/posts", "/?rest_route=/fluent-crm/v20/x"):
+    for elsewhere in ("/?rest_route=/wp/v2/posts", "/index.php?rest_route=/fluent-crm/v20/x"):
         response = await client.get(elsewhere, auth=basic(tenant))
         assert response.status_code == 404, elsewhere
+        assert response.json()["code"] == "rest_no_route"
+    dashboard = await client.get("/", auth=basic(tenant))
+    assert (dashboard.status_code, dashboard.headers["location"]) == (303, "/signin?next=/")

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, urlencode
 
-from starlette.exceptions import HTTPException
-from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 REST_ROUTE = "/fluent-crm/v2"
 REWRITTEN = "trackbook.rest_route"
@@ -32,22 +31,30 @@ def rewritten(scope: Scope) -> Scope | None:
     }
 
 
-class RestRouteFallback:
-    """Routes `/` and `/index.php` with a FluentCRM `rest_route` to the REST route it
-    names; anything else there is not found, as without this fallback."""
+class RestRoute:
+    """Middleware: `/` and `/index.php` with a FluentCRM `rest_route` go to the REST
+    route it names; everything else passes through untouched (the dashboard is at `/`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = rewritten(scope)
-        if target is None:
-            raise HTTPException(404)
-        await scope["router"](target, receive, send)
+        if scope["type"] == "http" and scope["path"] in ("/", "/index.php"):
+            target = rewritten(scope)
+            if target is not None:
+                scope = target
+            elif b"rest_route=" in scope.get("query_string", b""):
+                # another plugin's REST route: WordPress's own answer for an unknown route
+                await NO_ROUTE(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
-def routes() -> list[Route]:
-    """The front-page routes; each a plain Route, so that they stay outside the
-    FluentCRM router's `/wp-json/fluent-crm/v2` prefix when it is included."""
-    fallback = RestRouteFallback()
-    return [
-        Route(path, fallback, name=f"fluentcrm_rest_route{index}", include_in_schema=False)
-        for index, path in enumerate(("/", "/index.php"))
-    ]
+NO_ROUTE = JSONResponse(
+    {
+        "code": "rest_no_route",
+        "message": "No route was found matching the URL and request method.",
+        "data": {"status": 404},
+    },
+    status_code=404,
+)

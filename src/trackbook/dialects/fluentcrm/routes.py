@@ -331,6 +331,3 @@ async def list_subscribers(request: Request, account: AccountDep, services: Serv
     )
     data = [_contact_body(contact, account) for contact in found]
     return JSON({"subscribers": _paginated(request, total, page, per_page, data)})
-
-
-router.routes.extend(rest_route.routes())

@@ -1,0 +1,218 @@
+"""What a marketer does in the dashboard, in Debian's chromium."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Browser, expect
+
+from tests.web.conftest import WIDTHS, Live, screenshot, signed_in
+from trackbook.accounts import service as accounts
+
+PAGES = {
+    "overview": "/",
+    "contacts": "/contacts",
+    "events": "/events",
+    "segments": "/segments",
+    "automations": "/automations",
+    "settings": "/settings",
+    "dropped": "/dropped",
+}
+
+
+async def test_events_from_every_dialect_on_the_contact_timeline(
+    browser: Browser, live: Live
+) -> None:
+    key = live.tenant.key
+    async with live.api() as api:
+        created = await api.post(
+            "/wp-json/fluent-crm/v2/subscribers",
+            auth=("wp", key),
+            json={"email": "ada@example.com", "first_name": "Ada"},
+        )
+        assert created.status_code == 200, created.text
+        fluent = await api.post(
+            "/wp-json/fluent-crm/v2/subscribers/track-event",
+            auth=("wp", key),
+            json={"email": "ada@example.com", "event_key": "webinar", "title": "Joined"},
+        )
+        octeth = await api.post(
+            "/api/v1/event",
+            json={"APIKey": key, "Event": "pricing_viewed", "Email": "ada@example.com"},
+        )
+        account = await live.services.db.query(accounts.get_account, live.tenant.id)
+        trackcmp = await api.post(
+            "/event",
+            data={
+                "actid": account.actid,
+                "key": account.event_key,
+                "event": "file download request",
+                "eventdata": "https://example.com/guide.pdf",
+                "visit[email]": "ada@example.com",
+            },
+        )
+    assert (fluent.status_code, octeth.status_code, trackcmp.status_code) == (200, 200, 200)
+
+    page = await signed_in(browser, live)
+    await page.get_by_label("Search by email or external id").fill("ada@")
+    await page.get_by_role("button", name="Search").click()
+    await page.get_by_role("link", name="ada@example.com").click()
+    timeline = page.locator("#timeline tbody tr")
+    # Octeth records the first sight of an email as an identify event of its own
+    await expect(timeline).to_have_count(4)
+    rows = await timeline.all_inner_texts()
+    assert "file download request" in rows[0]
+    assert "activecampaign" in rows[0]
+    assert "https://example.com/guide.pdf" in rows[0]
+    assert "pricing_viewed" in rows[1]
+    assert "octeth" in rows[1]
+    assert "identify" in rows[2]
+    assert "webinar" in rows[3]
+    assert "fluentcrm" in rows[3]
+    utc = await timeline.first.locator("time").first.get_attribute("title")
+    assert utc is not None
+    assert utc.endswith("UTC")
+    await expect(page.get_by_role("heading", name="Event counters")).to_be_visible()
+
+    for size, width in WIDTHS.items():
+        await page.set_viewport_size({"width": width, "height": 900})
+        await screenshot(page, "contact", size)
+        for name, path in PAGES.items():
+            await page.goto(live.base_url + path)
+            await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+            overflow = await page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 1, f"{name} scrolls sideways at {width}px"
+            await screenshot(page, name, size)
+    await page.goto(live.base_url + "/")
+    await expect(page.locator("svg.chart rect")).to_have_count(30)
+
+
+async def test_tracking_off_drops_a_trackcmp_event_and_shows_it(
+    browser: Browser, live: Live
+) -> None:
+    page = await signed_in(browser, live)
+    await page.goto(f"{live.base_url}/settings")
+    await page.get_by_label("Record events").uncheck()
+    await page.get_by_role("button", name="Save tracking settings").click()
+    await expect(page.get_by_label("Record events")).not_to_be_checked()
+    account = await live.services.db.query(accounts.get_account, live.tenant.id)
+    assert account.tracking_enabled is False
+    async with live.api() as api:
+        contact = await api.post(
+            "/v1/contacts",
+            headers={"Authorization": f"Bearer {live.tenant.key}"},
+            json={"email": "off@example.com"},
+        )
+        assert contact.status_code in (200, 201)
+        spawned = await api.post(
+            "/event",
+            data={
+                "actid": account.actid,
+                "key": account.event_key,
+                "event": "signup",
+                "visit[email]": "off@example.com",
+            },
+        )
+        assert spawned.json() == {"success": 1, "message": "Event spawned"}
+        events = await api.get(
+            f"/v1/contacts/{contact.json()['id']}/events",
+            headers={"Authorization": f"Bearer {live.tenant.key}"},
+        )
+        assert events.json()["data"] == []
+    await page.get_by_role("link", name="Dropped events").click()
+    dropped = page.locator("#dropped tbody tr")
+    await expect(dropped).to_have_count(1)
+    text = await dropped.first.inner_text()
+    assert "activecampaign" in text
+    assert "tracking" in text
+
+
+async def test_segment_built_in_the_form_shows_its_count(browser: Browser, live: Live) -> None:
+    headers = {"Authorization": f"Bearer {live.tenant.key}"}
+    async with live.api() as api:
+        for email, purchases in (("a@example.com", 3), ("b@example.com", 1), ("c@example.com", 4)):
+            for _ in range(purchases):
+                tracked = await api.post(
+                    "/v1/track",
+                    headers=headers,
+                    json={"event": "purchase", "contact": {"email": email}},
+                )
+                assert tracked.status_code == 201
+    page = await signed_in(browser, live)
+    await page.get_by_role("link", name="Segments").click()
+    await page.get_by_label("Name").fill("Repeat buyers")
+    await page.get_by_label("Performed the event").fill("purchase")
+    await page.get_by_label("Comparison").select_option(">=")
+    await page.get_by_label("Count").fill("3")
+    await page.get_by_label("Within the last N days").fill("30")
+    await page.get_by_role("button", name="Preview").click()
+    await expect(page.locator("#preview-count")).to_have_text("2")
+    await expect(page.get_by_role("status").get_by_role("link")).to_have_count(2)
+    await page.get_by_role("button", name="Save").click()
+    await expect(page.get_by_text("Saved the segment “Repeat buyers”.")).to_be_visible()
+    row = page.get_by_role("row", name=re.compile("Repeat buyers"))
+    await expect(row.locator("td.num")).to_have_text("2")
+
+
+async def test_created_key_works_and_a_revoked_key_is_refused(browser: Browser, live: Live) -> None:
+    page = await signed_in(browser, live)
+    await page.goto(f"{live.base_url}/settings")
+    await page.get_by_label("New key name").fill("website")
+    await page.get_by_role("button", name="Create API key").click()
+    secret = await page.locator("#new-key").inner_text()
+    assert secret.startswith("tb_live_")
+    await page.goto(f"{live.base_url}/settings")
+    await expect(page.locator("#new-key")).to_have_count(0)  # shown once
+
+    async with live.api() as api:
+        account = await api.get("/v1/account", headers={"Authorization": f"Bearer {secret}"})
+        assert account.status_code == 200
+        await page.goto(f"{live.base_url}/settings")
+        row = page.get_by_role("row", name=re.compile("website"))
+        await row.get_by_role("button", name=re.compile("Revoke")).click()
+        await expect(page.get_by_role("row", name=re.compile("website"))).to_contain_text("revoked")
+        refused = await api.get("/v1/account", headers={"Authorization": f"Bearer {secret}"})
+        assert refused.status_code == 401
+
+
+async def test_sign_out_and_pages_without_a_session(browser: Browser, live: Live) -> None:
+    anonymous = await browser.new_page()
+    for path in PAGES.values():
+        await anonymous.goto(live.base_url + path)
+        assert anonymous.url.startswith(f"{live.base_url}/signin?next="), path
+    await anonymous.get_by_label("Email").fill(live.email)
+    await anonymous.get_by_label("Password").fill("not the password")
+    await anonymous.get_by_role("button", name="Sign in").click()
+    await expect(anonymous.get_by_role("alert")).to_have_text("Wrong email or password.")
+
+    page = await signed_in(browser, live)
+    cookie = next(c for c in await page.context.cookies() if c["name"] == "tb_session")
+    assert cookie["httpOnly"] is True
+    assert cookie["sameSite"] == "Lax"
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url(re.compile(r"/signin"))
+    await page.goto(f"{live.base_url}/settings")
+    assert "/signin?next=/settings" in page.url
+
+
+async def test_forms_without_the_csrf_token_are_refused(live: Live) -> None:
+    async with live.api() as api:
+        form = await api.get("/signin")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token is not None
+        signed = await api.post(
+            "/signin",
+            data={
+                "csrf": token[1],
+                "next": "/",
+                "email": live.email,
+                "password": "correct horse battery",
+            },
+        )
+        assert signed.status_code == 303
+        forged = await api.post("/settings/tracking", data={"tracking": "off", "csrf": "forged"})
+        assert forged.status_code == 403
+        account = await live.services.db.query(accounts.get_account, live.tenant.id)
+        assert account.tracking_enabled is True
