@@ -216,3 +216,46 @@ async def test_forms_without_the_csrf_token_are_refused(live: Live) -> None:
         assert forged.status_code == 403
         account = await live.services.db.query(accounts.get_account, live.tenant.id)
         assert account.tracking_enabled is True
+
+
+async def test_empty_overview_shows_a_ready_curl_and_times_follow_the_time_zone(
+    browser: Browser, live: Live
+) -> None:
+    page = await signed_in(browser, live)
+    await page.goto(f"{live.base_url}/")
+    curl = page.locator("pre.curl")
+    await expect(curl).to_contain_text(f"curl -X POST {live.base_url}/v1/track")
+    await expect(page.get_by_text("No events yet: send one with")).to_be_visible()
+
+    await page.goto(f"{live.base_url}/settings")
+    await page.get_by_label("Time zone").fill("Asia/Tokyo")
+    await page.get_by_role("button", name="Save tracking settings").click()
+    async with live.api() as api:
+        tracked = await api.post(
+            "/v1/track",
+            headers={"Authorization": f"Bearer {live.tenant.key}"},
+            json={
+                "event": "signup",
+                "contact": {"email": "tz@example.com"},
+                "timestamp": "2026-11-20T23:30:00Z",
+            },
+        )
+        assert tracked.status_code == 201
+    await page.goto(f"{live.base_url}/contacts/{tracked.json()['contact_id']}")
+    occurred = page.locator("#timeline tbody tr").first.locator("time").first
+    await expect(occurred).to_have_text("2026-11-21 08:30:00 JST")
+    await expect(occurred).to_have_attribute("title", "2026-11-20T23:30:00Z UTC")
+
+
+async def test_signing_in_with_the_keyboard_alone(browser: Browser, live: Live) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{live.base_url}/signin")
+    await page.keyboard.type(live.email)  # the email field has focus on arrival
+    await page.keyboard.press("Tab")
+    await page.keyboard.type("correct horse battery")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(f"{live.base_url}/")
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    await page.keyboard.press("Tab")
+    await expect(page.get_by_role("link", name="Overview")).to_be_focused()
