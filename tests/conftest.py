@@ -9,6 +9,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from typer.testing import CliRunner
 
 from tests.support import (
     ManualClock,
@@ -105,3 +106,9 @@ def new_tenant(services: Services) -> TenantFactory:
 @pytest.fixture
 async def tenant(new_tenant: TenantFactory) -> Tenant:
     return await new_tenant()
+
+
+@pytest.fixture
+def cli(database_url: str) -> CliRunner:
+    """The CLI against the session's database, as an operator runs it."""
+    return CliRunner(env={"TRACKBOOK_DATABASE_URL": database_url})

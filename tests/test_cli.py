@@ -24,11 +24,6 @@ from trackbook.cli import app
 KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
 
 
-@pytest.fixture
-def cli(database_url: str) -> CliRunner:
-    return CliRunner(env={"TRACKBOOK_DATABASE_URL": database_url})
-
-
 def invoke(runner: CliRunner, *args: str) -> str:
     result = runner.invoke(app, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -17,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from trackbook import __version__, web
 from trackbook.clock import Clock, SystemClock
 from trackbook.db.engine import StorageUnavailable
+from trackbook.delivery.worker import outbox_state
 from trackbook.dialects.activecampaign import trackcmp, v3
 from trackbook.dialects.activecampaign.errors import TrackcmpErrors, V3Errors
 from trackbook.dialects.fluentcrm.errors import FluentErrors
@@ -39,6 +41,7 @@ from trackbook.dialects.responses import (
     render_error,
 )
 from trackbook.errors import DomainError
+from trackbook.metrics import OUTBOX_AGE, OUTBOX_DEPTH, RequestMetrics
 from trackbook.services import Services
 from trackbook.settings import Settings, load_settings
 from trackbook.web.errors import PREFIXES as WEB_PREFIXES
@@ -89,7 +92,21 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     _install_error_handlers(app)
     _install_health(app, services)
     _install_dashboard(app)
+    _install_metrics(app, services)
     return app
+
+
+def _install_metrics(app: FastAPI, services: Services) -> None:
+    app.add_middleware(RequestMetrics)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus exposition; the outbox gauges are read from the database now."""
+        state = await services.db.query(outbox_state, now=services.clock.now())
+        for kind, (depth, age) in state.items():
+            OUTBOX_DEPTH.labels(kind).set(depth)
+            OUTBOX_AGE.labels(kind).set(age)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 def _install_dashboard(app: FastAPI) -> None:

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import io
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from trackbook import logs, transfer
 from trackbook.accounts import service as accounts
 from trackbook.accounts import users
 from trackbook.accounts.service import Account, IssuedKey
@@ -167,11 +172,14 @@ def serve(
         out.print(f"  email: {FIRST_USER}")
         out.print(f"  password (shown once): {password}")
     sys.stdout.flush()
+    logs.configure(settings.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        log_config=None,
         log_level=settings.log_level,
+        access_log=False,
         proxy_headers=True,
     )
 
@@ -184,6 +192,7 @@ def run_worker() -> None:
 
     settings = _settings().model_copy(update={"worker_in_process": True})
     migrations.upgrade(settings.database_url)
+    logs.configure(settings.log_level)
 
     async def main() -> None:
         services = Services.build(settings, clock)
@@ -200,6 +209,133 @@ def run_worker() -> None:
             await services.stop()
 
     asyncio.run(main())
+
+
+class FileFormat(enum.StrEnum):
+    ndjson = "ndjson"
+    csv = "csv"
+
+
+class Exported(enum.StrEnum):
+    events = "events"
+    contacts = "contacts"
+
+
+@app.command("import")
+def import_events(
+    file: Path,
+    account: Annotated[int, typer.Option(help="The account the events belong to.")],
+    file_format: Annotated[
+        FileFormat | None,
+        typer.Option("--format", help="ndjson or csv; by default from the file's suffix."),
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="CSV column=field, repeatable: event, title, value, timestamp, message_id, "
+            "source, contact.email|external_id|id|anonymous_id, properties.NAME, or - to skip.",
+        ),
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, max=5000, help="Events per transaction.")] = 500,
+    dry_run: Annotated[bool, typer.Option(help="Check every row; store nothing.")] = False,
+) -> None:
+    """Import events from NDJSON (native track format) or CSV. Rows without a message_id
+    get one from their content and line, so running the same file again stores nothing
+    twice. Exits 1 when rows were rejected, listing them by line."""
+    from trackbook.services import Services  # noqa: PLC0415 - only import needs the writer
+
+    settings = _settings().model_copy(update={"worker_in_process": False})
+    migrations.upgrade(settings.database_url)
+    kind = file_format or (FileFormat.csv if file.suffix.lower() == ".csv" else FileFormat.ndjson)
+    overrides = dict(item.split("=", 1) for item in (mapping or []) if "=" in item)
+    try:
+        size = file.stat().st_size
+    except OSError as error:
+        err.print(f"error: {file}: {error.strerror}")
+        raise typer.Exit(2) from None
+
+    async def main() -> transfer.ImportReport:
+        services = Services.build(settings, clock)
+        await services.start()
+        try:
+            target = await services.db.query(accounts.get_account, account)
+            with (
+                file.open("rb") as raw,
+                io.TextIOWrapper(raw, encoding="utf-8", newline="") as text,
+                _progress() as progress,
+            ):
+                task = progress.add_task("import", total=size, rows=0, rate=0)
+                started = time.monotonic()
+                if kind is FileFormat.csv:
+                    rows = transfer.csv_rows(text, overrides)
+                else:
+                    rows = transfer.ndjson_rows(raw)
+                done = 0
+
+                def advance(count: int) -> None:
+                    nonlocal done
+                    done += count
+                    rate = done / max(time.monotonic() - started, 1e-6)
+                    progress.update(task, completed=raw.tell(), rows=done, rate=int(rate))
+
+                return await transfer.import_rows(
+                    rows, target, services.events, batch=batch, dry_run=dry_run, progress=advance
+                )
+        finally:
+            await services.stop()
+
+    try:
+        report = asyncio.run(main())
+    except DomainError as error:
+        err.print(f"error: {error.message}")
+        raise typer.Exit(1) from None
+    verb = "would store" if dry_run else "stored"
+    out.print(
+        f"read {report.read}, {verb} {report.stored}, already there {report.duplicates}, "
+        f"rejected {len(report.rejected)}"
+    )
+    for rejected in report.rejected[:50]:
+        out.print(f"  line {rejected.line}: {rejected.reason}")
+    if len(report.rejected) > 50:
+        out.print(f"  … and {len(report.rejected) - 50} more")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.fields[rows]} rows"),
+        BarColumn(),
+        TextColumn("{task.fields[rate]} rows/s"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=not err.is_terminal,
+    )
+
+
+@app.command("export")
+def export(
+    what: Exported,
+    account: Annotated[int, typer.Option(help="The account to export.")],
+    file_format: Annotated[FileFormat, typer.Option("--format")] = FileFormat.ndjson,
+    output: Annotated[
+        Path | None, typer.Option(help="The file to write; standard output by default.")
+    ] = None,
+) -> None:
+    """Stream every event (oldest first) or contact of an account as NDJSON or CSV."""
+    columns = transfer.EVENT_COLUMNS if what is Exported.events else transfer.CONTACT_COLUMNS
+
+    async def work(db: Database) -> int:
+        await db.query(accounts.get_account, account)
+        rows = transfer.export_rows(db, account, what.value)
+        if output is None:
+            return await transfer.write_export(rows, columns, file_format.value, sys.stdout)
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            return await transfer.write_export(rows, columns, file_format.value, handle)
+
+    written = _run(work)
+    err.print(f"exported {written} {what.value}")
 
 
 @accounts_app.command("create")

@@ -22,6 +22,7 @@ from trackbook.accounts.service import (
 )
 from trackbook.clock import Clock
 from trackbook.db.engine import Database
+from trackbook.metrics import current_account
 
 MAX_REMEMBERED = 10_000
 
@@ -62,6 +63,7 @@ class Authenticator:
             await self._db.write(touch_key, match.key_id, now=now)
             if digest in self._remembered:
                 self._remembered[digest].match = replace(match, last_used_at=now)
+        current_account.set(match.account.id)
         return match.account
 
     def _remember(self, digest: str, remembered: _Remembered) -> None:

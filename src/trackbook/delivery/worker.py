@@ -48,6 +48,7 @@ from trackbook.errors import DomainError, NotFound
 from trackbook.events.model import Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService
+from trackbook.metrics import DELIVERIES, EMAILS
 from trackbook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -379,11 +380,15 @@ class Worker:
                 html=fill(action.get("html"), as_html=True),
             )
             await self._mailer.send(message)
+            EMAILS.labels("sent").inc()
         except (RenderError, EmailNotConfigured) as error:
+            EMAILS.labels("failed").inc()
             raise StepFailed(str(error), permanent=True) from error
         except (aiosmtplib.SMTPRecipientsRefused, aiosmtplib.SMTPSenderRefused) as error:
+            EMAILS.labels("failed").inc()
             raise StepFailed(f"refused by the mail server: {error}", permanent=True) from error
         except (aiosmtplib.SMTPException, OSError) as error:
+            EMAILS.labels("failed").inc()
             raise StepFailed(f"{type(error).__name__}: {error}") from error
 
     async def _webhook_step(
@@ -446,6 +451,7 @@ class Worker:
         result = await self._sender.send(
             endpoint.url, endpoint.secret, delivery.webhook_id, delivery.payload, sent_at=now
         )
+        _count_attempt(result)
         async with self._db.transaction() as conn:
             await self._record(conn, delivery, result)
             attempts = delivery.attempts + 1
@@ -508,6 +514,7 @@ class Worker:
         result = await self._sender.send(
             endpoint.url, endpoint.secret, delivery.webhook_id, payload, sent_at=now
         )
+        _count_attempt(result)
         async with self._db.transaction() as conn:
             await self._record(conn, delivery, result)
             attempts = delivery.attempts + 1
@@ -530,6 +537,11 @@ class Worker:
         if failure is None:
             values |= {"status": "delivered", "delivered_at": self._clock.now()}
         return values
+
+
+def _count_attempt(result: SendResult) -> None:
+    outcome = "delivered" if result.delivered else "refused" if result.permanent else "failed"
+    DELIVERIES.labels(outcome).inc()
 
 
 async def _event_payload(
@@ -565,3 +577,20 @@ async def _latest_values(
             .limit(1)
         )
     return latest
+
+
+async def outbox_state(conn: AsyncConnection, *, now: datetime) -> dict[str, tuple[int, float]]:
+    """Per kind (runs, deliveries): how many are not done, and how long the oldest due
+    one has waited, in seconds. Across accounts: this is the operator's view."""
+    state: dict[str, tuple[int, float]] = {}
+    for kind, table in (("runs", automation_runs), ("deliveries", deliveries)):
+        waiting = table.c.status.in_(("pending", "running"))
+        depth = await conn.scalar(sa.select(sa.func.count()).where(waiting))
+        oldest = await conn.scalar(
+            sa.select(sa.func.min(table.c.next_attempt_at)).where(
+                waiting, table.c.next_attempt_at <= now
+            )
+        )
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        state[kind] = (int(depth or 0), max(age, 0.0))
+    return state

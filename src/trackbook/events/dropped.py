@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.db.tables import dropped_events
+from trackbook.metrics import EVENTS
 
 UNKNOWN_CONTACT = "unknown_contact"
 TRACKING_DISABLED = "tracking_disabled"
@@ -38,6 +39,7 @@ async def record(
             account_id=account_id, source=source, reason=reason, payload=payload, received_at=now
         )
     )
+    EVENTS.labels(source, "dropped").inc()
 
 
 async def newest(

@@ -13,6 +13,7 @@ from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import PendingEvent, TrackCommand, TrackResult
 from trackbook.events.validation import check_command
 from trackbook.events.writer import EventWriter
+from trackbook.metrics import EVENTS
 
 
 class EventService:
@@ -31,7 +32,9 @@ class EventService:
     async def track(self, account: Account, command: TrackCommand) -> TrackResult:
         """Stores one event and answers once it is committed. A replayed message id
         stores nothing and answers with the original event, marked duplicate."""
-        return await self._writer.write(self.prepare(account, command))
+        result = await self._writer.write(self.prepare(account, command))
+        EVENTS.labels(command.source, "duplicate" if result.duplicate else "accepted").inc()
+        return result
 
     async def track_many(
         self, account: Account, commands: Sequence[TrackCommand | DomainError]
@@ -54,7 +57,14 @@ class EventService:
                 outcomes.append(item)
                 continue
             try:
-                outcomes.append(await item)
+                result = await item
             except (DomainError, StorageUnavailable) as error:
                 outcomes.append(error)
+                continue
+            outcomes.append(result)
+        for command, outcome in zip(commands, outcomes, strict=True):
+            if isinstance(outcome, TrackResult) and isinstance(command, TrackCommand):
+                EVENTS.labels(
+                    command.source, "duplicate" if outcome.duplicate else "accepted"
+                ).inc()
         return outcomes

@@ -21,6 +21,7 @@ from trackbook.contacts.errors import ContactConflict, ContactNotFound
 from trackbook.db.engine import Database, StorageUnavailable
 from trackbook.events.model import PendingEvent, TrackResult
 from trackbook.events.store import write_group
+from trackbook.metrics import GROUP_SIZE
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class EventWriter:
             self.groups_written += 1
 
     async def _commit(self, group: list[_Waiting]) -> None:
+        GROUP_SIZE.observe(len(group))
         async with self._db.transaction() as conn:
             outcomes, side_effects = await write_group(
                 conn,

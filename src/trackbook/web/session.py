@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from trackbook.accounts import users
 from trackbook.accounts.users import Session
+from trackbook.metrics import current_account
 from trackbook.services import Services, services_of
 
 COOKIE = "tb_session"
@@ -56,6 +57,7 @@ async def current_session(
     if session is None:
         path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise SignInRequired(path)
+    current_account.set(session.user.account_id)
     return session
 
 

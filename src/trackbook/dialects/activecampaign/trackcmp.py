@@ -19,6 +19,7 @@ from trackbook.dialects.responses import JSON
 from trackbook.errors import Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
+from trackbook.metrics import current_account
 from trackbook.services import Services, services_of
 
 router = APIRouter(tags=["ActiveCampaign dialect"])
@@ -48,6 +49,7 @@ async def _account_by_actid(services: Services, actid: Any, key: Any) -> Account
     account = await services.db.query(accounts.find_by_actid, actid.strip())
     if account is None or not hmac.compare_digest(account.event_key, key.strip()):
         raise TrackcmpRefused("Invalid actid or key", 403)
+    current_account.set(account.id)
     return account
 
 

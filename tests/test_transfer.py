@@ -1,0 +1,117 @@
+"""trackbook import and export, through the CLI as an operator runs them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tests.test_cli import invoke
+from trackbook.cli import app
+
+
+def new_account(cli: CliRunner, name: str) -> str:
+    found = re.search(r"id: (\d+)", invoke(cli, "accounts", "create", name))
+    assert found is not None
+    return found[1]
+
+
+def exported(cli: CliRunner, account: str, what: str = "events") -> list[dict]:
+    output = invoke(cli, "export", what, "--account", account)
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_ndjson_import_reports_rejected_lines_and_a_rerun_stores_nothing_twice(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    account = new_account(cli, "Importer")
+    lines = [
+        {
+            "event": "signup",
+            "contact": {"email": "a@example.com"},
+            "timestamp": "2024-01-02T03:04:05Z",
+        },
+        {
+            "event": "purchase",
+            "contact": {"email": "a@example.com"},
+            "value": 9.5,
+            "message_id": "o-1",
+        },
+        "{not json",
+        {"event": "", "contact": {"email": "b@example.com"}},
+        {"event": "login", "contact": {"external_id": "u-7"}, "properties": {"plan": "pro"}},
+    ]
+    file = tmp_path / "events.ndjson"
+    file.write_text(
+        "\n".join(line if isinstance(line, str) else json.dumps(line) for line in lines) + "\n"
+    )
+    first = cli.invoke(app, ["import", str(file), "--account", account])
+    assert first.exit_code == 1, first.output
+    assert "read 5, stored 3, already there 0, rejected 2" in first.output
+    assert re.search(r"line 3: .*not valid JSON", first.output)
+    assert re.search(r"line 4: name must be 1 to 255 characters", first.output)
+
+    again = cli.invoke(app, ["import", str(file), "--account", account])
+    assert "read 5, stored 0, already there 3, rejected 2" in again.output
+    stored = exported(cli, account)
+    assert [(e["event"], e["email"] or e["external_id"]) for e in stored] == [
+        ("signup", "a@example.com"),
+        ("purchase", "a@example.com"),
+        ("login", "u-7"),
+    ]
+    assert stored[0]["occurred_at"].startswith("2024-01-02T03:04:05")
+    assert stored[1]["value"] == "9.5"
+    assert stored[2]["properties"] == {"plan": "pro"}
+    assert {e["source"] for e in stored} == {"import"}
+
+
+def test_csv_import_with_a_column_mapping_and_a_dry_run(cli: CliRunner, tmp_path: Path) -> None:
+    account = new_account(cli, "CSV importer")
+    file = tmp_path / "orders.csv"
+    file.write_text(
+        "Email,Action,When,Plan,Ignore me\n"
+        "c@example.com,upgrade,2025-05-01T10:00:00+02:00,pro,x\n"
+        "d@example.com,upgrade,1746086400,team,y\n"
+        ",upgrade,2025-05-01T10:00:00Z,pro,z\n"
+    )
+    options = ["--map", "Email=contact.email", "--map", "Action=event", "--map", "When=timestamp"]
+    options += ["--map", "Ignore me=-"]
+    dry = cli.invoke(app, ["import", str(file), "--account", account, "--dry-run", *options])
+    assert "read 3, would store 2, already there 0, rejected 1" in dry.output
+    assert re.search(r"line 4: contact", dry.output)
+    assert exported(cli, account) == []
+
+    result = cli.invoke(app, ["import", str(file), "--account", account, *options])
+    assert "stored 2" in result.output
+    output = invoke(cli, "export", "events", "--account", account, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(output[output.index("id,") :])))
+    assert [(r["email"], r["event"], json.loads(r["properties"])) for r in rows] == [
+        ("c@example.com", "upgrade", {"Plan": "pro"}),
+        ("d@example.com", "upgrade", {"Plan": "team"}),
+    ]
+    assert rows[0]["occurred_at"].startswith("2025-05-01T08:00:00")
+
+
+def test_export_contacts_to_a_file(cli: CliRunner, tmp_path: Path) -> None:
+    account = new_account(cli, "Exporter")
+    file = tmp_path / "in.ndjson"
+    file.write_text(
+        "".join(
+            json.dumps({"event": "visit", "contact": {"email": f"p{n}@example.com"}}) + "\n"
+            for n in range(1500)
+        )
+    )
+    assert "stored 1500" in invoke(cli, "import", str(file), "--account", account)
+    target = tmp_path / "contacts.ndjson"
+    invoke(cli, "export", "contacts", "--account", account, "--output", str(target))
+    contacts = [json.loads(line) for line in target.read_text().splitlines()]
+    assert len(contacts) == 1500
+    assert len({c["email"] for c in contacts}) == 1500
+    assert set(contacts[0]) == {
+        "id", "email", "external_id", "first_name", "last_name", "status", "created_at",
+        "updated_at",
+    }  # fmt: skip
