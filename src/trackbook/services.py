@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -9,12 +10,15 @@ from starlette.requests import Request
 
 from trackbook.accounts.auth import Authenticator
 from trackbook.clock import Clock
-from trackbook.db.engine import Database
+from trackbook.db.engine import Database, StorageUnavailable
+from trackbook.db.partitions import ensure_partitions
 from trackbook.delivery.email import SmtpMailer
 from trackbook.delivery.worker import Worker
 from trackbook.events.service import EventService
 from trackbook.events.writer import EventWriter
 from trackbook.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +48,14 @@ class Services:
         return cls(settings, clock, db, writer, events, auth, worker)
 
     async def start(self) -> None:
-        """Starts the event writer, and the worker when this process runs one."""
+        """Makes sure this month's partitions exist, then starts the event writer, and
+        the worker when this process runs one."""
+        try:
+            async with self.db.transaction() as conn:
+                await conn.run_sync(ensure_partitions, self.clock.now())
+        except StorageUnavailable as error:
+            # start anyway: requests get 503 until storage is back; the worker checks again
+            log.warning("could not check the event partitions: %s", error)
         await self.writer.start()
         if self.settings.worker_in_process:
             await self.worker.start()

@@ -250,11 +250,13 @@ async def test_empty_overview_shows_a_ready_curl_and_times_follow_the_time_zone(
 async def test_signing_in_with_the_keyboard_alone(browser: Browser, live: Live) -> None:
     page = await browser.new_page()
     await page.goto(f"{live.base_url}/signin")
-    await page.keyboard.type(live.email)  # the email field has focus on arrival
+    await expect(page.get_by_label("Email")).to_be_focused()  # autofocus on arrival
+    await page.keyboard.type(live.email)
     await page.keyboard.press("Tab")
     await page.keyboard.type("correct horse battery")
     await page.keyboard.press("Enter")
     await page.wait_for_url(f"{live.base_url}/")
+    await page.wait_for_load_state("load")
     await page.keyboard.press("Tab")
     await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     await page.keyboard.press("Tab")

@@ -16,6 +16,7 @@ from trackbook.db.tables import (
     contact_aliases,
     contact_tags,
     contacts,
+    event_message_ids,
     event_summaries,
     events,
     list_members,
@@ -367,6 +368,16 @@ async def update_contact(
 async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> None:
     """Deletes the contact with its events, counters, aliases and memberships."""
     await get_contact(conn, account_id, contact_id)
+    await conn.execute(
+        event_message_ids.delete().where(
+            event_message_ids.c.account_id == account_id,
+            event_message_ids.c.event_id.in_(
+                sa.select(events.c.id).where(
+                    events.c.account_id == account_id, events.c.contact_id == contact_id
+                )
+            ),
+        )
+    )
     for table in (events, event_summaries, contact_aliases, list_members, contact_tags):
         await conn.execute(
             table.delete().where(table.c.account_id == account_id, table.c.contact_id == contact_id)

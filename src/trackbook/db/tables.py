@@ -149,9 +149,22 @@ events = sa.Table(
     sa.Column("list_id", BigId, sa.ForeignKey("lists.id", ondelete="SET NULL"), nullable=True),
     sa.Column("occurred_at", UTCDateTime(), nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("account_id", "message_id"),
+    # On PostgreSQL the table is range-partitioned by month of occurred_at (db/partitions.py,
+    # migration 0008): its primary key there is (id, occurred_at), and a unique message id
+    # per account, which a partitioned table cannot enforce, lives in event_message_ids.
     sa.Index("ix_events_timeline", "account_id", "contact_id", "occurred_at", "id"),
     sa.Index("ix_events_name", "account_id", "name", "occurred_at"),
+)
+
+# The idempotency keys of events: a replayed (account, message_id) finds its event here.
+event_message_ids = sa.Table(
+    "event_message_ids",
+    metadata,
+    _account_fk(),
+    sa.Column("message_id", sa.String(255), nullable=False),
+    sa.Column("event_id", BigId, nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "message_id"),
+    sa.Index(None, "event_id"),
 )
 
 event_summaries = sa.Table(

@@ -33,6 +33,7 @@ from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.db.engine import Database, StorageUnavailable
+from trackbook.db.partitions import ensure_partitions
 from trackbook.db.tables import (
     automation_runs,
     deliveries,
@@ -54,6 +55,7 @@ from trackbook.settings import Settings
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(days=1)
 CLAIM_BATCH = 10
+PARTITION_CHECK = timedelta(hours=1)
 
 
 class StepFailed(Exception):
@@ -143,8 +145,13 @@ class Worker:
         self._wakeup.set()
 
     async def _loop(self) -> None:
+        partitions_checked = self._clock.now()
         while not self._stopping:
             try:
+                if self._clock.now() - partitions_checked > PARTITION_CHECK:
+                    async with self._db.transaction() as conn:
+                        await conn.run_sync(ensure_partitions, self._clock.now())
+                    partitions_checked = self._clock.now()
                 done = await self.run_once()
             except StorageUnavailable as error:
                 log.warning("worker: storage unavailable (%s); trying again", error)

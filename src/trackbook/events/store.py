@@ -14,6 +14,7 @@ from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.contacts.service import resolve_contacts
 from trackbook.db.tables import (
+    event_message_ids,
     event_names,
     event_properties,
     event_summaries,
@@ -42,8 +43,19 @@ async def _replayed(
                 events.c.contact_id,
                 events.c.occurred_at,
                 events.c.received_at,
-                events.c.message_id,
-            ).where(events.c.account_id == account_id, events.c.message_id.in_(message_ids))
+                event_message_ids.c.message_id,
+            )
+            .join(
+                events,
+                sa.and_(
+                    events.c.account_id == event_message_ids.c.account_id,
+                    events.c.id == event_message_ids.c.event_id,
+                ),
+            )
+            .where(
+                event_message_ids.c.account_id == account_id,
+                event_message_ids.c.message_id.in_(message_ids),
+            )
         )
         for row in rows:
             found[account_id, row.message_id] = TrackResult(
@@ -112,6 +124,19 @@ async def write_group(
         )
         for row, event_id in zip(rows, inserted.scalars(), strict=True):
             row["id"] = event_id
+        keys = [
+            {
+                "account_id": row["account_id"],
+                "message_id": row["message_id"],
+                "event_id": row["id"],
+            }
+            for row in rows
+            if row["message_id"] is not None
+        ]
+        if keys:
+            # the unique key: a message id stored meanwhile by another process fails the
+            # group here, and the writer then stores each event alone (a duplicate)
+            await conn.execute(sa.insert(event_message_ids), keys)
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
         summary_ids = await _count_summaries(conn, stored, now=now)
         await _catalog(conn, stored)
