@@ -3,7 +3,7 @@
 `events` is partitioned by range of `occurred_at`, one partition a month, and a default
 partition catches anything no month partition covers (backfills older than the first
 month), so an insert never fails for want of a partition. `ensure_partitions` creates
-the months from the one before now to `AHEAD` months ahead; it runs at migration, at
+the months from `BEHIND` months ago to `AHEAD` months ahead; it runs at migration, at
 start-up and hourly in the worker, under an advisory lock so processes do not race.
 A month created after rows for it landed in the default partition takes them along.
 """
@@ -16,6 +16,8 @@ from datetime import UTC, date, datetime
 import sqlalchemy as sa
 
 AHEAD = 3
+BEHIND = 12
+"""Months kept ready before now, for backfills and imports of the past year."""
 DEFAULT = "events_default"
 MONTHLY = re.compile(r"^events_y\d{4}m\d{2}$")
 _LOCK = 7_123_402_611  # any constant: the advisory lock key of partition maintenance
@@ -52,7 +54,7 @@ def _bound(month: date) -> str:
 def ensure_partitions(
     connection: sa.Connection, now: datetime, *, since: date | None = None
 ) -> int:
-    """Creates the missing month partitions from `since` (default: last month) to AHEAD
+    """Creates the missing month partitions from `since` (default: BEHIND months ago) to AHEAD
     months after `now`; returns how many were created. A no-op off PostgreSQL."""
     if connection.dialect.name != "postgresql":
         return 0
@@ -66,7 +68,10 @@ def ensure_partitions(
         )
     )
     current = _month(now.astimezone(UTC).date())
-    month = _month(since) if since is not None else _previous(current)
+    month = _month(since) if since is not None else current
+    if since is None:
+        for _ in range(BEHIND):
+            month = _previous(month)
     last = current
     for _ in range(AHEAD):
         last = _next(last)
