@@ -11,6 +11,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
+from tests.automations.conftest import receiver  # noqa: F401 - a fixture for every test
 from tests.support import (
     ManualClock,
     Tenant,

@@ -46,6 +46,7 @@ from trackbook.services import Services
 from trackbook.settings import Settings, load_settings
 from trackbook.web.errors import PREFIXES as WEB_PREFIXES
 from trackbook.web.errors import WebErrors
+from trackbook.web.headers import SecurityHeaders
 from trackbook.web.routes import router as web_router
 from trackbook.web.session import BadCsrf, SignInRequired, signin_url
 
@@ -112,6 +113,7 @@ def _install_metrics(app: FastAPI, services: Services) -> None:
 def _install_dashboard(app: FastAPI) -> None:
     for prefix in WEB_PREFIXES:
         register_dialect(prefix, WebErrors())
+    app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).parent / "static"), "static")
     app.include_router(web_router)
 

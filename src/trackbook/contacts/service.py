@@ -13,9 +13,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from trackbook.contacts.errors import ContactConflict, ContactNotFound, ListConflict, ListNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.db.tables import (
+    automation_runs,
     contact_aliases,
     contact_tags,
     contacts,
+    deliveries,
+    dropped_events,
     event_message_ids,
     event_summaries,
     events,
@@ -366,18 +369,31 @@ async def update_contact(
 
 
 async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> None:
-    """Deletes the contact with its events, counters, aliases and memberships."""
-    await get_contact(conn, account_id, contact_id)
+    """Erases the contact and everything held about it: events and their idempotency
+    keys, counters, aliases, memberships, tags, automation runs, webhook deliveries of
+    its events with their attempts, and dropped events whose payload names its email."""
+    contact = await get_contact(conn, account_id, contact_id)
+    its_events = sa.select(events.c.id).where(
+        events.c.account_id == account_id, events.c.contact_id == contact_id
+    )
+    for table in (event_message_ids, deliveries):
+        await conn.execute(
+            table.delete().where(table.c.account_id == account_id, table.c.event_id.in_(its_events))
+        )
     await conn.execute(
-        event_message_ids.delete().where(
-            event_message_ids.c.account_id == account_id,
-            event_message_ids.c.event_id.in_(
-                sa.select(events.c.id).where(
-                    events.c.account_id == account_id, events.c.contact_id == contact_id
-                )
-            ),
+        automation_runs.delete().where(
+            automation_runs.c.account_id == account_id, automation_runs.c.contact_id == contact_id
         )
     )
+    if contact.email:
+        await conn.execute(
+            dropped_events.delete().where(
+                dropped_events.c.account_id == account_id,
+                sa.func.lower(sa.cast(dropped_events.c.payload, sa.Text)).contains(
+                    contact.email, autoescape=True
+                ),
+            )
+        )
     for table in (events, event_summaries, contact_aliases, list_members, contact_tags):
         await conn.execute(
             table.delete().where(table.c.account_id == account_id, table.c.contact_id == contact_id)

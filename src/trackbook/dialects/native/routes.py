@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from trackbook.accounts import service as accounts
 from trackbook.accounts.service import Account
+from trackbook.contacts import privacy
 from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact, ContactList, check_status
@@ -279,6 +280,12 @@ async def patch_contact(
         contacts.update_contact, account.id, contact_id, now=services.clock.now(), changes=changes
     )
     return JSON(_contact_body(contact))
+
+
+@router.get("/contacts/{contact_id}/export", tags=["contacts"])
+async def export_contact(contact_id: int, account: AccountDep, services: ServicesDep) -> JSON:
+    """Everything held about the contact, as one JSON document (before erasing it, say)."""
+    return JSON(await services.db.query(privacy.export_contact, account.id, contact_id))
 
 
 @router.delete("/contacts/{contact_id}", status_code=204, tags=["contacts"])

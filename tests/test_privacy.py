@@ -1,0 +1,135 @@
+"""A contact's right of access and erasure, and the dashboard's security headers."""
+
+from __future__ import annotations
+
+import httpx
+import sqlalchemy as sa
+
+from tests.automations.conftest import WebhookReceiver, drain
+from tests.support import Tenant
+from trackbook.accounts import service as accounts
+from trackbook.db.tables import metadata
+from trackbook.services import Services
+
+
+async def rows_about(services: Services, contact_id: int, event_ids: list[int]) -> dict[str, int]:
+    """Rows of any table that name the contact, its events, or (in a payload) its email."""
+    found: dict[str, int] = {}
+    async with services.db.read() as conn:
+        for table in metadata.sorted_tables:
+            checks = []
+            if "contact_id" in table.c:
+                checks.append(table.c.contact_id == contact_id)
+            if "event_id" in table.c and event_ids:
+                checks.append(table.c.event_id.in_(event_ids))
+            if table.name == "contacts":
+                checks.append(table.c.id == contact_id)
+            if "payload" in table.c:
+                text = sa.func.lower(sa.cast(table.c.payload, sa.Text))
+                checks.append(text.contains("erase.me@example.com"))
+            if checks:
+                total = await conn.scalar(
+                    sa.select(sa.func.count()).select_from(table).where(sa.or_(*checks))
+                )
+                if total:
+                    found[table.name] = int(total)
+    return found
+
+
+async def test_export_then_erase_leaves_nothing_about_the_contact(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, receiver: WebhookReceiver
+) -> None:
+    hook = await client.post(
+        "/v1/webhooks",
+        headers=tenant.headers,
+        json={"url": receiver.url, "event_names": ["*"]},
+    )
+    await client.post(
+        "/v1/automations",
+        headers=tenant.headers,
+        json={
+            "name": "Tag and notify",
+            "trigger": {"event": "purchase"},
+            "actions": [
+                {"type": "add_tag", "tag": "buyer"},
+                {"type": "webhook", "webhook_id": hook.json()["id"]},
+            ],
+        },
+    )
+    lists = await client.post("/v1/lists", headers=tenant.headers, json={"name": "Buyers"})
+    tracked = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={
+            "event": "purchase",
+            "contact": {"email": "Erase.Me@example.com"},
+            "message_id": "order-9",
+            "properties": {"sku": "A-1"},
+        },
+    )
+    contact_id = tracked.json()["contact_id"]
+    await client.post(
+        "/v1/identify",
+        headers=tenant.headers,
+        json={"anonymous_id": "visitor-9", "contact": {"id": contact_id}},
+    )
+    await client.put(
+        f"/v1/lists/{lists.json()['id']}/contacts/{contact_id}", headers=tenant.headers
+    )
+    account = await services.db.query(accounts.get_account, tenant.id)
+    # tracking off: a dropped event that names the contact
+    await services.db.write(accounts.update_account, tenant.id, tracking_enabled=False)
+    services.auth.forget_account(tenant.id)
+    await client.post(
+        "/event",
+        data={
+            "actid": account.actid,
+            "key": account.event_key,
+            "event": "visit",
+            "visit[email]": "ERASE.ME@example.com",
+        },
+    )
+    await services.db.write(accounts.update_account, tenant.id, tracking_enabled=True)
+    services.auth.forget_account(tenant.id)
+    await drain(services)
+    event_ids = [tracked.json()["id"]]
+
+    exported = await client.get(f"/v1/contacts/{contact_id}/export", headers=tenant.headers)
+    assert exported.status_code == 200
+    held = exported.json()
+    assert held["contact"]["email"] == "erase.me@example.com"
+    assert held["aliases"] == ["visitor-9"]
+    assert held["tags"] == ["buyer"]
+    assert [item["name"] for item in held["lists"]] == ["Buyers"]
+    assert [event["name"] for event in held["events"]] == ["purchase"]
+    assert held["events"][0]["properties"] == {"sku": "A-1"}
+    assert [run["status"] for run in held["automation_runs"]] == ["done"]
+    assert {d["status"] for d in held["webhook_deliveries"]} == {"delivered"}
+    assert len(held["webhook_deliveries"]) == 2  # the subscription and the automation
+    before = await rows_about(services, contact_id, event_ids)
+    assert {"events", "event_message_ids", "deliveries", "dropped_events"} <= set(before)
+
+    erased = await client.delete(f"/v1/contacts/{contact_id}", headers=tenant.headers)
+    assert erased.status_code == 204
+    assert await rows_about(services, contact_id, event_ids) == {}
+    replay = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={
+            "event": "purchase",
+            "contact": {"email": "new@example.com"},
+            "message_id": "order-9",
+        },
+    )
+    assert replay.status_code == 201  # its message id went with it
+
+
+async def test_dashboard_pages_carry_security_headers(client: httpx.AsyncClient) -> None:
+    page = await client.get("/signin")
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "same-origin"
+    docs = await client.get("/docs")
+    assert "content-security-policy" not in docs.headers
+    api = await client.get("/healthz")
+    assert api.headers["x-content-type-options"] == "nosniff"
