@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from tests.automations.conftest import receiver  # noqa: F401 - a fixture for every test
 from tests.support import (
+    UNLIMITED,
     ManualClock,
     Tenant,
     create_postgres_database,
@@ -70,7 +71,12 @@ def clock() -> ManualClock:
 def settings(database_url: str) -> Settings:
     # Tests drive the worker themselves (services.worker.run_once()) or start it;
     # their webhook receivers listen on 127.0.0.1.
-    return Settings(database_url=database_url, worker_in_process=False, webhook_allow_private=True)
+    return Settings(
+        database_url=database_url,
+        worker_in_process=False,
+        webhook_allow_private=True,
+        **UNLIMITED,
+    )
 
 
 @pytest.fixture

@@ -98,3 +98,18 @@ async def make_tenant(db: Database, name: str = "Acme") -> Tenant:
         account = await accounts.create_account(conn, name, now=now)
         issued = await accounts.create_key(conn, account.id, now=now, name="tests")
     return Tenant(account.id, issued.secret)
+
+
+UNLIMITED = dict.fromkeys(
+    (
+        "rate_limit_native",
+        "rate_limit_fluentcrm",
+        "rate_limit_octeth_track",
+        "rate_limit_octeth_properties",
+        "rate_limit_activecampaign",
+        "rate_limit_trackcmp_actid",
+        "rate_limit_trackcmp_ip",
+    ),
+    "1000000/second",
+)
+"""Tests of everything but the limits themselves send faster than any vendor allows."""

@@ -42,6 +42,7 @@ from trackbook.dialects.responses import (
 )
 from trackbook.errors import DomainError
 from trackbook.metrics import OUTBOX_AGE, OUTBOX_DEPTH, RequestMetrics
+from trackbook.ratelimits import RateLimited, RateLimitHeaders
 from trackbook.services import Services
 from trackbook.settings import Settings, load_settings
 from trackbook.web.errors import PREFIXES as WEB_PREFIXES
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RestRoute)
+    app.add_middleware(RateLimitHeaders)
     register_dialect("/v1", NativeErrors())
     app.include_router(native_router)
     app.include_router(native_automations_router)
@@ -138,6 +140,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, DomainError)  # noqa: S101 - registered for DomainError
         dialect = dialect_for(request.url.path) or NativeErrors()
         return dialect.render(dialect.reply_for(error))
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RateLimited)  # noqa: S101 - registered for RateLimited
+        reply = ErrorReply(429, error.code, error.message, headers=error.headers)
+        return render_error(request.url.path, reply)
 
     @app.exception_handler(StorageUnavailable)
     async def storage_unavailable(request: Request, error: Exception) -> Response:

@@ -16,6 +16,7 @@ from trackbook.delivery.email import SmtpMailer
 from trackbook.delivery.worker import Worker
 from trackbook.events.service import EventService
 from trackbook.events.writer import EventWriter
+from trackbook.ratelimits import RateLimiter
 from trackbook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Services:
     events: EventService
     auth: Authenticator
     worker: Worker
+    limiter: RateLimiter
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
@@ -45,7 +47,7 @@ class Services:
         events = EventService(writer, clock)
         worker = Worker(db, clock, settings, events, SmtpMailer(settings))
         writer.on_side_effects(worker.wake)
-        return cls(settings, clock, db, writer, events, auth, worker)
+        return cls(settings, clock, db, writer, events, auth, worker, RateLimiter(settings))
 
     async def start(self) -> None:
         """Makes sure this month's partitions exist, then starts the event writer, and

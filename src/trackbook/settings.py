@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from limits import parse
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -55,6 +56,19 @@ class Settings(BaseSettings):
     smtp_verify_tls: bool = True
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
 
+    redis_key_prefix: str = "trackbook"
+    """Prefix of every key Trackbook writes to Redis (several installs may share one)."""
+    rate_limit_native: str = "6000/minute"
+    rate_limit_fluentcrm: str = "6000/minute"
+    rate_limit_octeth_track: str = "5000/60 seconds"
+    """Octeth's documented limit of event.track, per API key and per account."""
+    rate_limit_octeth_properties: str = "100/60 seconds"
+    rate_limit_activecampaign: str = "5/second"
+    """ActiveCampaign's documented API limit, per account (v3 and v1)."""
+    rate_limit_trackcmp_actid: str = "6000/minute"
+    rate_limit_trackcmp_ip: str = "600/minute"
+    """trackcmp is posted to by browsers and forms: also limited per client address."""
+
     bench_routes: bool = False
     """Mounts the validate-only reference route used by bench/ingest.py."""
 
@@ -64,6 +78,23 @@ class Settings(BaseSettings):
         if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return url
+
+    @field_validator(
+        "rate_limit_native",
+        "rate_limit_fluentcrm",
+        "rate_limit_octeth_track",
+        "rate_limit_octeth_properties",
+        "rate_limit_activecampaign",
+        "rate_limit_trackcmp_actid",
+        "rate_limit_trackcmp_ip",
+    )
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError("must be a rate such as 5000/60 seconds or 5/second") from None
+        return value
 
     @field_validator("smtp_url")
     @classmethod

@@ -122,7 +122,12 @@ class V3Errors:
     def render(self, reply: ErrorReply) -> Response:
         body = reply.body
         if body is None:
-            titles = {404: "Not Found", 413: "Payload Too Large", 503: "Service Unavailable"}
+            titles = {
+                404: "Not Found",
+                413: "Payload Too Large",
+                429: "Too Many Requests",
+                503: "Service Unavailable",
+            }
             title = titles.get(reply.status, "Unprocessable Entity")
             body = {"errors": [{"status": reply.status, "title": title, "detail": reply.message}]}
         return JSON(body, status_code=reply.status, headers=reply.headers)

@@ -43,9 +43,12 @@ def _visit(raw: Any) -> dict[str, Any]:
     return raw
 
 
-async def _account_by_actid(services: Services, actid: Any, key: Any) -> Account:
+async def _account_by_actid(request: Request, services: Services, actid: Any, key: Any) -> Account:
+    client = request.client.host if request.client else "unknown"
+    await services.limiter.check(request, "trackcmp_ip", f"ip:{client}")
     if not isinstance(actid, str) or not isinstance(key, str) or not actid or not key:
         raise TrackcmpRefused("actid and key are required", 403)
+    await services.limiter.check(request, "trackcmp_actid", f"actid:{actid.strip()}")
     account = await services.db.query(accounts.find_by_actid, actid.strip())
     if account is None or not hmac.compare_digest(account.event_key, key.strip()):
         raise TrackcmpRefused("Invalid actid or key", 403)
@@ -98,7 +101,7 @@ async def spawn(params: dict[str, Any], account: Account, services: Services) ->
 async def trackcmp_event(request: Request, services: ServicesDep) -> JSON:
     """trackcmp.net/event: actid and key name the account; the form carries the event."""
     params = await merged_params(request)
-    account = await _account_by_actid(services, params.get("actid"), params.get("key"))
+    account = await _account_by_actid(request, services, params.get("actid"), params.get("key"))
     return await spawn(params, account, services)
 
 
@@ -122,6 +125,7 @@ async def v1_api(
     params.update(php_params((k, v) for k, v in form.multi_items() if isinstance(v, str)))
     secret = params.get("api_key")
     account = await services.auth.authenticate(secret if isinstance(secret, str) else None)
+    await services.limiter.check(request, "activecampaign", f"account:{account.id}")
     if params.get("actid") != account.actid or not hmac.compare_digest(
         str(params.get("key") or ""), account.event_key
     ):

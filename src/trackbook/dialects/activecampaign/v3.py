@@ -30,9 +30,13 @@ ServicesDep = Annotated[Services, Depends(services_of)]
 
 
 async def api_token(
-    services: ServicesDep, api_token: Annotated[str | None, Header(alias="Api-Token")] = None
+    request: Request,
+    services: ServicesDep,
+    api_token: Annotated[str | None, Header(alias="Api-Token")] = None,
 ) -> Account:
-    return await services.auth.authenticate(api_token)
+    account = await services.auth.authenticate(api_token)
+    await services.limiter.check(request, "activecampaign", f"account:{account.id}")
+    return account
 
 
 AccountDep = Annotated[Account, Depends(api_token)]

@@ -71,8 +71,10 @@ class FluentErrors:
         if body is None:
             # What WordPress itself answers for errors outside FluentCRM's code
             # (no route, body too large, storage down).
-            code = {404: "rest_no_route", 413: "rest_payload_too_large"}.get(
-                reply.status, f"trackbook_{reply.code}"
-            )
+            code = {
+                404: "rest_no_route",
+                413: "rest_payload_too_large",
+                429: "rest_too_many_requests",
+            }.get(reply.status, f"trackbook_{reply.code}")
             body = _wordpress(reply.status, code, reply.message)
         return JSON(body, status_code=reply.status, headers=reply.headers)

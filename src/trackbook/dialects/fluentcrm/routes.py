@@ -32,6 +32,7 @@ from trackbook.errors import Invalid, NotFound
 from trackbook.events import queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand
+from trackbook.ratelimits import key_identity
 from trackbook.services import Services, services_of
 
 PREFIX = "/wp-json/fluent-crm/v2"
@@ -43,11 +44,16 @@ PER_PAGE = 15
 
 
 async def application_password(
-    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+    request: Request, services: ServicesDep, authorization: Annotated[str | None, Header()] = None
 ) -> Account:
     """HTTP Basic as WordPress application passwords: any user name, the password is
     a Trackbook API key."""
-    return await services.auth.authenticate(basic_password(authorization))
+    presented = basic_password(authorization)
+    account = await services.auth.authenticate(presented)
+    await services.limiter.check(
+        request, "fluentcrm", f"account:{account.id}", key_identity(presented or "")
+    )
+    return account
 
 
 AccountDep = Annotated[Account, Depends(application_password)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
@@ -34,6 +34,7 @@ from trackbook.events import dropped, queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import Event, TrackResult
 from trackbook.events.validation import parse_timestamp
+from trackbook.ratelimits import key_identity
 from trackbook.segments import service as segments
 from trackbook.segments.service import Segment
 from trackbook.services import Services, services_of
@@ -43,12 +44,17 @@ ServicesDep = Annotated[Services, Depends(services_of)]
 
 
 async def current_account(
+    request: Request,
     services: ServicesDep,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Account:
     scheme, _, secret = (authorization or "").partition(" ")
-    presented = secret.strip() if scheme.lower() == "bearer" else None
-    return await services.auth.authenticate(presented)
+    presented = secret.strip() if scheme.lower() == "bearer" else ""
+    account = await services.auth.authenticate(presented)
+    await services.limiter.check(
+        request, "native", f"account:{account.id}", key_identity(presented)
+    )
+    return account
 
 
 AccountDep = Annotated[Account, Depends(current_account)]

@@ -14,4 +14,5 @@ Trackbook uses codes above its range:
 | 16 | 413 | request body too large |
 | 17 | 400 | malformed JSON body, or Properties that are not a JSON object |
 | 18 | 422 | a value beyond Trackbook's limits (event name, properties size or depth) |
+| 19 | 429 | rate limit reached; retry after Retry-After |
 """

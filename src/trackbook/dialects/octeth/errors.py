@@ -19,6 +19,7 @@ UNKNOWN_COMMAND = 15
 TOO_LARGE = 16
 MALFORMED = 17
 BEYOND_LIMITS = 18
+RATE_LIMITED = 19
 
 
 class OctethErrors(DomainError):
@@ -63,8 +64,11 @@ class OctethWire:
     def render(self, reply: ErrorReply) -> Response:
         body = reply.body
         if body is None:
-            code = {413: TOO_LARGE, 503: STORAGE_UNAVAILABLE, 400: MALFORMED}.get(
-                reply.status, UNKNOWN_COMMAND
-            )
+            code = {
+                413: TOO_LARGE,
+                429: RATE_LIMITED,
+                503: STORAGE_UNAVAILABLE,
+                400: MALFORMED,
+            }.get(reply.status, UNKNOWN_COMMAND)
             body = _body([(code, reply.message)])
         return JSON(body, status_code=reply.status, headers=reply.headers)

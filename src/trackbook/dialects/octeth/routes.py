@@ -23,6 +23,7 @@ from trackbook.errors import Invalid
 from trackbook.events import queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand
+from trackbook.ratelimits import key_identity
 from trackbook.services import Services, services_of
 
 router = APIRouter(tags=["Octeth dialect"])
@@ -40,17 +41,30 @@ async def octeth_params(request: Request) -> dict[str, Any]:
 
 
 ParamsDep = Annotated[dict[str, Any], Depends(octeth_params)]
+PROPERTIES = "website_events.properties"
 
 
 async def api_key(
+    request: Request,
     params: ParamsDep,
     services: ServicesDep,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Account:
-    """The `APIKey` parameter, or `Authorization: Bearer <key>`."""
+    """The `APIKey` parameter, or `Authorization: Bearer <key>`; then Octeth's limits:
+    event.track and website_events.properties each have their own."""
     scheme, _, bearer = (authorization or "").partition(" ")
     presented = params.get("apikey") or (bearer.strip() if scheme.lower() == "bearer" else None)
-    return await services.auth.authenticate(presented if isinstance(presented, str) else None)
+    secret = presented if isinstance(presented, str) else None
+    account = await services.auth.authenticate(secret)
+    command = (_text(params.get("command")) or "").lower()
+    reading = request.url.path.endswith(PROPERTIES) or command == PROPERTIES
+    await services.limiter.check(
+        request,
+        "octeth_properties" if reading else "octeth_track",
+        f"account:{account.id}",
+        key_identity(secret or ""),
+    )
+    return account
 
 
 AccountDep = Annotated[Account, Depends(api_key)]
