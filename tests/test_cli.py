@@ -129,10 +129,12 @@ def serving(
                 if not line:
                     pytest.fail("trackbook serve exited:\n" + "".join(lines))
                 lines.append(line)
-                if "Application startup complete" in line:
+                if "Uvicorn running on" in line:  # the socket is bound only after start-up
                     break
             else:
                 pytest.fail("trackbook serve did not start:\n" + "".join(lines))
+            # keep reading what it logs: a full pipe would block the server mid-request
+            threading.Thread(target=server.stdout.read, daemon=True).start()
             yield "".join(lines)
         finally:
             server.terminate()

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -40,7 +41,7 @@ from trackbook.dialects.responses import (
     register_dialect,
     render_error,
 )
-from trackbook.errors import DomainError
+from trackbook.errors import DomainError, Invalid, NotFound
 from trackbook.metrics import OUTBOX_AGE, OUTBOX_DEPTH, RequestMetrics
 from trackbook.ratelimits import RateLimited, RateLimitHeaders
 from trackbook.services import Services
@@ -146,6 +147,32 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, RateLimited)  # noqa: S101 - registered for RateLimited
         reply = ErrorReply(429, error.code, error.message, headers=error.headers)
         return render_error(request.url.path, reply)
+
+    @app.exception_handler(OverflowError)
+    @app.exception_handler(sa.exc.StatementError)
+    @app.exception_handler(UnicodeEncodeError)
+    async def unstorable(request: Request, error: Exception) -> Response:
+        """Values no database can hold: an id beyond 64 bits names nothing (404); text
+        with NUL or lone surrogates cannot be stored (422). Anything else is a bug."""
+        cause = error.orig if isinstance(error, sa.exc.StatementError) else error
+        message = str(cause)
+        if isinstance(cause, OverflowError) or "out of int64 range" in message:
+            reply = dialect_for(request.url.path) or NativeErrors()
+            return reply.render(reply.reply_for(NotFound("no such id")))
+        if (
+            isinstance(cause, UnicodeEncodeError)
+            or "invalid byte sequence" in message
+            or ("unsupported Unicode escape" in message or "\\u0000" in message)
+        ):
+            invalid = Invalid(
+                "body", "contains text that cannot be stored (NUL or invalid Unicode)"
+            )
+            reply = dialect_for(request.url.path) or NativeErrors()
+            return reply.render(reply.reply_for(invalid))
+        log.error("unhandled database error", exc_info=error)
+        return render_error(
+            request.url.path, ErrorReply(500, "internal", "an internal error occurred")
+        )
 
     @app.exception_handler(StorageUnavailable)
     async def storage_unavailable(request: Request, error: Exception) -> Response:

@@ -10,6 +10,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from trackbook.errors import Invalid
 
+MAX_ID = 2**63 - 1
+"""The largest id either database stores (a signed 64-bit integer)."""
+
 
 class UnknownContact(enum.Enum):
     """What track() does when the named contact does not exist yet."""
@@ -78,6 +81,9 @@ class ContactRef:
         )
         if ref.lookup is None:
             raise Invalid(field, "must name a contact by id, email, external_id or anonymous_id")
+        for name, number in (("id", id), ("wp_user_id", wp_user_id)):
+            if number is not None and not 0 < number <= MAX_ID:
+                raise Invalid(f"{field}.{name}", "is not an id Trackbook could have given")
         return ref
 
     @property

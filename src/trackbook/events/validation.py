@@ -32,10 +32,43 @@ def _bounded(value: str | None, field: str, limit: int) -> None:
         raise Invalid(field, f"must be at most {limit} characters")
 
 
+def storable(text: str) -> bool:
+    """Text both databases can store: no NUL character (PostgreSQL refuses it) and no
+    lone surrogate (not encodable as UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_json(value: Any) -> bool:
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return all(storable(key) and _storable_json(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_storable_json(item) for item in value)
+    return True
+
+
 def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
     """Raises Invalid for the first limit `command` breaks; returns its occurred_at."""
     if not 1 <= len(command.name) <= NAME_MAX or not command.name.strip():
         raise Invalid("name", f"must be 1 to {NAME_MAX} characters")
+    for field, text in (
+        ("name", command.name),
+        ("title", command.title),
+        ("value", command.value),
+        ("message_id", command.message_id),
+        ("source", command.source),
+    ):
+        if text is not None and not storable(text):
+            raise Invalid(field, "must not contain NUL characters or invalid Unicode")
+    if command.properties is not None and not _storable_json(command.properties):
+        raise Invalid("properties", "must not contain NUL characters or invalid Unicode")
     _bounded(command.title, "title", TITLE_MAX)
     _bounded(command.value, "value", VALUE_MAX)
     _bounded(command.message_id, "message_id", MESSAGE_ID_MAX)

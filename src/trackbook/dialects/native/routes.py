@@ -227,8 +227,8 @@ def _traits(traits: dict[str, Any]) -> dict[str, Any]:
 async def upsert_contact(body: ContactUpsertIn, account: AccountDep, services: ServicesDep) -> JSON:
     """Creates the contact, or updates the one with this email or external_id (200)."""
     fields = body.model_dump(exclude_unset=True, exclude={"email", "external_id"})
-    if fields.get("status") is not None:
-        check_status(fields["status"])
+    if "status" in fields:
+        check_status(fields["status"] or "")
     contact, created = await services.db.write(
         contacts.upsert_contact,
         account.id,
