@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,13 +23,13 @@ from trackbook.segments.definition import (
 
 # What counts as a number when a property or value holds text, on both databases.
 NUMBER = r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"
-_COUNT_OPS = {
-    "=": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
+_COUNT_OPS: dict[str, Callable[[Any, int], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
 }
 
 
@@ -55,12 +57,13 @@ class Compiler:
                 return self._membership(node)
         raise TypeError(f"not a segment node: {node!r}")
 
-    def _events_of_contact(self, name: str, window: Window | None) -> list[sa.ColumnElement[bool]]:
-        scope = [
-            events.c.account_id == self.account_id,
-            events.c.contact_id == contacts.c.id,
-            events.c.name == name,
-        ]
+    def _events_named(self, name: str, window: Window | None) -> list[sa.ColumnElement[bool]]:
+        """The account's events of this name in the window, whoever did them.
+
+        Conditions on events are set-based (`contacts.id IN (SELECT contact_id ...)`),
+        not a subquery per contact: the database reads the events of that name once,
+        through ix_events_name, however many contacts the account has."""
+        scope = [events.c.account_id == self.account_id, events.c.name == name]
         if window is not None:
             if window.last is not None:
                 scope.append(events.c.occurred_at >= self.now - window.last)
@@ -71,28 +74,37 @@ class Compiler:
         return scope
 
     def _performed(self, node: Performed) -> sa.ColumnElement[bool]:
-        scope = self._events_of_contact(node.name, node.window)
+        scope = self._events_named(node.name, node.window)
         if node.title is not None:
             scope.append(events.c.title == node.title)
-        exists = sa.exists().where(*scope)
-        # "at least once" and "never" are EXISTS tests, which stop at the first row
+        doers = sa.select(events.c.contact_id).where(*scope)
+        holds = _COUNT_OPS[node.op]
+        if holds(0, node.count):
+            # contacts with no such event hold too: everyone but those whose count fails
+            if (node.op, node.count) in (("=", 0), ("<", 1), ("<=", 0)):
+                return contacts.c.id.not_in(doers)
+            failing = doers.group_by(events.c.contact_id).having(
+                sa.not_(holds(sa.func.count(), node.count))
+            )
+            return contacts.c.id.not_in(failing)
         if (node.op, node.count) in ((">=", 1), (">", 0)):
-            return exists
-        if (node.op, node.count) in (("=", 0), ("<", 1), ("<=", 0)):
-            return ~exists
-        counted = sa.select(sa.func.count()).select_from(events).where(*scope).scalar_subquery()
-        result: sa.ColumnElement[bool] = _COUNT_OPS[node.op](counted, node.count)
+            return contacts.c.id.in_(doers)
+        counted = doers.group_by(events.c.contact_id).having(holds(sa.func.count(), node.count))
+        result: sa.ColumnElement[bool] = contacts.c.id.in_(counted)
         return result
 
     def _recency(self, node: Recency) -> sa.ColumnElement[bool]:
         pick = sa.func.min if node.which == "first" else sa.func.max
-        moment = (
-            sa.select(pick(events.c.occurred_at))
-            .where(*self._events_of_contact(node.name, None))
-            .scalar_subquery()
-        )
         time = node.time if node.time is not None else self.now - (node.ago or timedelta())
-        return moment < time if node.op == "before" else moment > time
+        moment = pick(events.c.occurred_at)
+        when = moment < time if node.op == "before" else moment > time
+        doers = (
+            sa.select(events.c.contact_id)
+            .where(*self._events_named(node.name, None))
+            .group_by(events.c.contact_id)
+            .having(when)
+        )
+        return contacts.c.id.in_(doers)
 
     def _text(self, node: Match) -> sa.ColumnElement[Any]:
         if node.path is None:
@@ -149,8 +161,10 @@ class Compiler:
         return self._number(text) != value
 
     def _match(self, node: Match) -> sa.ColumnElement[bool]:
-        scope = self._events_of_contact(node.event, node.window)
-        return sa.exists().where(*scope, self.event_predicate(node))
+        scope = self._events_named(node.event, node.window)
+        return contacts.c.id.in_(
+            sa.select(events.c.contact_id).where(*scope, self.event_predicate(node))
+        )
 
     def _contact(self, node: ContactField) -> sa.ColumnElement[bool]:
         if node.field == "status":
