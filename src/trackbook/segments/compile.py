@@ -73,6 +73,38 @@ class Compiler:
                 scope.append(events.c.occurred_at <= window.end)
         return scope
 
+    def only_doers(self, node: Node) -> sa.Select[Any] | None:
+        """For a definition that is one event condition which only contacts having such
+        events can meet: the distinct ids of those contacts, straight from events (a
+        count then never touches the contacts table). None for anything else."""
+        while isinstance(node, Group) and len(node.children) == 1:
+            node = node.children[0]
+        if isinstance(node, Performed) and not _COUNT_OPS[node.op](0, node.count):
+            return self._counted(node, having=True)
+        if isinstance(node, Match):
+            scope = self._events_named(node.event, node.window)
+            return (
+                sa.select(events.c.contact_id)
+                .where(*scope, self.event_predicate(node))
+                .group_by(events.c.contact_id)
+            )
+        if isinstance(node, Recency):
+            return self._recent(node)
+        return None
+
+    def _counted(self, node: Performed, *, having: bool) -> sa.Select[Any]:
+        """Contacts with events of the node, grouped, whose count holds (or fails)."""
+        scope = self._events_named(node.name, node.window)
+        if node.title is not None:
+            scope.append(events.c.title == node.title)
+        holds = _COUNT_OPS[node.op](sa.func.count(), node.count)
+        return (
+            sa.select(events.c.contact_id)
+            .where(*scope)
+            .group_by(events.c.contact_id)
+            .having(holds if having else sa.not_(holds))
+        )
+
     def _performed(self, node: Performed) -> sa.ColumnElement[bool]:
         scope = self._events_named(node.name, node.window)
         if node.title is not None:
@@ -83,28 +115,25 @@ class Compiler:
             # contacts with no such event hold too: everyone but those whose count fails
             if (node.op, node.count) in (("=", 0), ("<", 1), ("<=", 0)):
                 return contacts.c.id.not_in(doers)
-            failing = doers.group_by(events.c.contact_id).having(
-                sa.not_(holds(sa.func.count(), node.count))
-            )
-            return contacts.c.id.not_in(failing)
+            return contacts.c.id.not_in(self._counted(node, having=False))
         if (node.op, node.count) in ((">=", 1), (">", 0)):
             return contacts.c.id.in_(doers)
-        counted = doers.group_by(events.c.contact_id).having(holds(sa.func.count(), node.count))
-        result: sa.ColumnElement[bool] = contacts.c.id.in_(counted)
-        return result
+        return contacts.c.id.in_(self._counted(node, having=True))
 
-    def _recency(self, node: Recency) -> sa.ColumnElement[bool]:
+    def _recent(self, node: Recency) -> sa.Select[Any]:
         pick = sa.func.min if node.which == "first" else sa.func.max
         time = node.time if node.time is not None else self.now - (node.ago or timedelta())
         moment = pick(events.c.occurred_at)
         when = moment < time if node.op == "before" else moment > time
-        doers = (
+        return (
             sa.select(events.c.contact_id)
             .where(*self._events_named(node.name, None))
             .group_by(events.c.contact_id)
             .having(when)
         )
-        return contacts.c.id.in_(doers)
+
+    def _recency(self, node: Recency) -> sa.ColumnElement[bool]:
+        return contacts.c.id.in_(self._recent(node))
 
     def _text(self, node: Match) -> sa.ColumnElement[Any]:
         if node.path is None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from trackbook.contacts.service import Contact, contact_from_row
 from trackbook.db.tables import contacts, segments
 from trackbook.errors import Invalid
-from trackbook.segments.compile import who
+from trackbook.segments.compile import Compiler, who
 from trackbook.segments.definition import parse
 from trackbook.segments.errors import SegmentConflict, SegmentNotFound
 
@@ -128,7 +128,12 @@ async def count_members(
     conn: AsyncConnection, account_id: int, definition: Any, *, now: datetime
 ) -> int:
     """How many contacts the definition holds: one COUNT query."""
-    condition = who(parse(definition), account_id, now=now, dialect=conn.dialect.name)
+    node = parse(definition)
+    doers = Compiler(account_id, now=now, dialect=conn.dialect.name).only_doers(node)
+    if doers is not None:
+        total = await conn.scalar(sa.select(sa.func.count()).select_from(doers.subquery()))
+        return int(total or 0)
+    condition = who(node, account_id, now=now, dialect=conn.dialect.name)
     total = await conn.scalar(sa.select(sa.func.count()).select_from(contacts).where(condition))
     return int(total or 0)
 
