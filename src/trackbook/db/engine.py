@@ -61,7 +61,13 @@ class Database:
                 max_overflow=10,
                 pool_pre_ping=True,
                 pool_timeout=5,
-                connect_args={"timeout": 5},
+                connect_args={
+                    "timeout": 5,
+                    # Prepared statements with an IN list (message ids, contact emails)
+                    # would switch to a generic plan after five runs, which cannot use
+                    # the values to pick the index: plan each run with its values.
+                    "server_settings": {"plan_cache_mode": "force_custom_plan"},
+                },
             )
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:

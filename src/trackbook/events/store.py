@@ -37,28 +37,27 @@ async def _replayed(
             by_account[pending.account_id].add(pending.command.message_id)
     found: dict[tuple[int, str], TrackResult] = {}
     for account_id, message_ids in by_account.items():
+        # the keys first (a primary-key lookup), then only the events they name: joining
+        # the partitioned events table by id alone would visit every partition
+        known = dict(
+            (
+                await conn.execute(
+                    sa.select(event_message_ids.c.event_id, event_message_ids.c.message_id).where(
+                        event_message_ids.c.account_id == account_id,
+                        event_message_ids.c.message_id.in_(message_ids),
+                    )
+                )
+            ).all()
+        )
+        if not known:
+            continue
         rows = await conn.execute(
             sa.select(
-                events.c.id,
-                events.c.contact_id,
-                events.c.occurred_at,
-                events.c.received_at,
-                event_message_ids.c.message_id,
-            )
-            .join(
-                events,
-                sa.and_(
-                    events.c.account_id == event_message_ids.c.account_id,
-                    events.c.id == event_message_ids.c.event_id,
-                ),
-            )
-            .where(
-                event_message_ids.c.account_id == account_id,
-                event_message_ids.c.message_id.in_(message_ids),
-            )
+                events.c.id, events.c.contact_id, events.c.occurred_at, events.c.received_at
+            ).where(events.c.account_id == account_id, events.c.id.in_(list(known)))
         )
         for row in rows:
-            found[account_id, row.message_id] = TrackResult(
+            found[account_id, known[row.id]] = TrackResult(
                 row.id, row.contact_id, row.occurred_at, row.received_at, duplicate=True
             )
     return found
