@@ -109,6 +109,7 @@ UNLIMITED = dict.fromkeys(
         "rate_limit_activecampaign",
         "rate_limit_trackcmp_actid",
         "rate_limit_trackcmp_ip",
+        "rate_limit_signin",
     ),
     "1000000/second",
 )

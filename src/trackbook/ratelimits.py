@@ -59,6 +59,7 @@ class RateLimiter:
             "activecampaign": parse(settings.rate_limit_activecampaign),
             "trackcmp_actid": parse(settings.rate_limit_trackcmp_actid),
             "trackcmp_ip": parse(settings.rate_limit_trackcmp_ip),
+            "signin": parse(settings.rate_limit_signin),
         }
 
     async def check(self, request: Request, name: str, *identities: str) -> None:

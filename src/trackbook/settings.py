@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     """ActiveCampaign's documented API limit, per account (v3 and v1)."""
     rate_limit_trackcmp_actid: str = "6000/minute"
     rate_limit_trackcmp_ip: str = "600/minute"
+    rate_limit_signin: str = "20/minute"
+    """Dashboard sign-in attempts per client address."""
     """trackcmp is posted to by browsers and forms: also limited per client address."""
 
     bench_routes: bool = False
@@ -87,6 +89,7 @@ class Settings(BaseSettings):
         "rate_limit_activecampaign",
         "rate_limit_trackcmp_actid",
         "rate_limit_trackcmp_ip",
+        "rate_limit_signin",
     )
     @classmethod
     def _rate(cls, value: str) -> str:

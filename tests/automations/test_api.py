@@ -69,6 +69,10 @@ async def test_automation_lifecycle(client: httpx.AsyncClient, tenant: Tenant) -
             {"conditions": {"match": [{"value": {"event": "other", "op": "is_set"}}]}},
             "conditions.match.0.value.event",
         ),
+        (
+            {"conditions": {"match": [{"value": {"op": "regex", "value": "("}}]}},
+            "conditions.match.0.value.value",
+        ),
     ],
 )
 async def test_invalid_automation_is_422_naming_the_field(

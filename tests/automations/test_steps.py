@@ -210,6 +210,10 @@ PRIVATE_HOSTS = [
     "100.64.0.1",
     "localhost",
     "0.0.0.0",  # noqa: S104 - a target to refuse, not an address to bind
+    "[::7f00:1]",  # IPv4-compatible 127.0.0.1
+    "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
+    "[2002:a9fe:a9fe::]",  # 6to4 of 169.254.169.254
+    "[fec0::1]",  # site-local
 ]
 
 
@@ -238,3 +242,57 @@ async def test_sender_refuses_a_loopback_receiver_without_sending(
     assert result.error is not None
     assert "not a public address" in result.error
     assert receiver.received == []
+
+
+async def test_retries_count_per_step_not_per_run(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    services: Services,
+    receiver: WebhookReceiver,
+    clock: ManualClock,
+) -> None:
+    clock.set(clock.now())
+    first = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": receiver.url})
+    second = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": receiver.url})
+    automation_id = await create_automation(
+        client,
+        tenant,
+        name="Two hooks",
+        trigger={"event": "order"},
+        actions=[
+            {"type": "webhook", "webhook_id": first.json()["id"]},
+            {"type": "webhook", "webhook_id": second.json()["id"]},
+        ],
+    )
+    receiver.answers = [500, 500, 200, 500]  # settings allow 3 attempts a step
+    await track(client, tenant, "order", "steps@example.com")
+    for wait in (0, 61, 121):
+        clock.advance(timedelta(seconds=wait))
+        await drain(services)
+    [run] = await runs_of(client, tenant, automation_id)
+    # the first hook took 3 attempts and succeeded; the second failed once: 1 attempt
+    assert (run["status"], run["step"], run["attempts"]) == ("pending", 1, 1)
+
+
+async def test_a_track_action_that_would_loop_is_refused(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    await create_automation(
+        client,
+        tenant,
+        name="Ping",
+        trigger={"event": "ping"},
+        actions=[{"type": "track", "event": "pong"}],
+    )
+    refused = await client.post(
+        "/v1/automations",
+        headers=tenant.headers,
+        json={
+            "name": "Pong",
+            "trigger": {"event": "pong"},
+            "actions": [{"type": "track", "event": "ping"}],
+        },
+    )
+    assert refused.status_code == 422
+    assert refused.json()["error"]["field"] == "actions.0.event"
+    assert "pong -> ping -> pong" in refused.json()["error"]["message"]

@@ -145,3 +145,36 @@ async def test_segments_are_per_account(
     )
     foreign = await client.get(f"/v1/segments/{mine.json()['id']}/contacts", headers=other.headers)
     assert foreign.status_code == 404
+
+
+async def test_patterns_are_checked_and_cannot_stall_the_server(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    bad = await client.post(
+        "/v1/segments/preview",
+        headers=tenant.headers,
+        json={"definition": {"all": [{"value": {"event": "rx", "op": "regex", "value": "("}}]}},
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "definition.all.0.value.value"
+    huge = await client.post(
+        "/v1/segments/preview",
+        headers=tenant.headers,
+        json={"definition": {"event": {"name": "rx", "count": {"op": ">=", "value": 10**20}}}},
+    )
+    assert (huge.status_code, huge.json()["error"]["field"]) == (
+        422,
+        "definition.event.count.value",
+    )
+    await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": "rx", "contact": {"email": "rx@example.com"}, "value": "a" * 42 + "!"},
+    )
+    # catastrophic for a backtracking engine; linear with RE2 (SQLite) and PostgreSQL's
+    nested = await client.post(
+        "/v1/segments/preview",
+        headers=tenant.headers,
+        json={"definition": {"value": {"event": "rx", "op": "regex", "value": "^(a+)+$"}}},
+    )
+    assert (nested.status_code, nested.json()["count"]) == (200, 0)

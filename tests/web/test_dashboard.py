@@ -261,3 +261,12 @@ async def test_signing_in_with_the_keyboard_alone(browser: Browser, live: Live) 
     await expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     await page.keyboard.press("Tab")
     await expect(page.get_by_role("link", name="Overview")).to_be_focused()
+
+
+async def test_a_forged_session_cookie_is_a_sign_in_not_an_error(live: Live) -> None:
+    async with live.api() as api:
+        for cookie in ("²³.x", "12.", "not-a-session", "9" * 40 + ".x"):
+            raw = f"tb_session={cookie}".encode()
+            response = await api.get("/contacts", headers={"Cookie": raw})
+            assert response.status_code == 303, cookie
+            assert response.headers["location"].startswith("/signin")

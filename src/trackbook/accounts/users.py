@@ -158,7 +158,8 @@ def _verify(password_hash: str, password: str) -> bool:
 
 def _parse(cookie: str) -> tuple[int, str] | None:
     account, _, token = cookie.partition(".")
-    return (int(account), token) if account.isdigit() and token else None
+    valid = account.isascii() and account.isdigit() and len(account) < 19 and token
+    return (int(account), token) if valid else None
 
 
 async def session_of(conn: AsyncConnection, cookie: str, *, now: datetime) -> Session | None:

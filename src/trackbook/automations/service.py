@@ -94,6 +94,40 @@ async def _check_references(conn: AsyncConnection, account_id: int, definition: 
                     check(action[part], f"{path}.{part}")
 
 
+async def _check_no_loop(
+    conn: AsyncConnection, account_id: int, definition: Definition, automation_id: int | None
+) -> None:
+    """Refuses a `track` action that would, through this and the account's other
+    automations, record the event that started it again: a loop without end."""
+    rows = await conn.execute(
+        sa.select(automations.c.id, automations.c.trigger_event, automations.c.actions).where(
+            automations.c.account_id == account_id
+        )
+    )
+    tracks: dict[str, set[str]] = {}
+    for row in rows:
+        if row.id == automation_id:
+            continue
+        for action in row.actions:
+            if action.get("type") == "track":
+                tracks.setdefault(row.trigger_event, set()).add(action["event"])
+    for index, action in enumerate(definition.actions):
+        if action["type"] != "track":
+            continue
+        path = [definition.trigger_event, action["event"]]
+        seen = {action["event"]}
+        frontier = [path]
+        while frontier:
+            chain = frontier.pop()
+            for following in tracks.get(chain[-1], ()):
+                if following == definition.trigger_event:
+                    loop = " -> ".join([*chain, following])
+                    raise Invalid(f"actions.{index}.event", f"would start a loop: {loop}")
+                if following not in seen:
+                    seen.add(following)
+                    frontier.append([*chain, following])
+
+
 async def _check_unique(
     conn: AsyncConnection, account_id: int, name: str, automation_id: int | None = None
 ) -> None:
@@ -115,6 +149,7 @@ async def create_automation(
         raise Invalid("enabled", "must be true or false")
     definition = parse(body)
     await _check_references(conn, account_id, definition)
+    await _check_no_loop(conn, account_id, definition, None)
     await _check_unique(conn, account_id, name)
     automation_id = await conn.scalar(
         sa.insert(automations)
@@ -181,6 +216,7 @@ async def update_automation(
         raise Invalid("enabled", "must be true or false")
     definition = parse(merged)
     await _check_references(conn, account_id, definition)
+    await _check_no_loop(conn, account_id, definition, automation_id)
     await _check_unique(conn, account_id, name, automation_id)
     await conn.execute(
         automations.update()

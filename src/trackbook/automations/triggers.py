@@ -3,6 +3,7 @@ event's own transaction (the outbox), so that an event is never committed withou
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from trackbook.segments.compile import Compiler, who
 from trackbook.segments.definition import parse
 
 ALL_EVENTS = "*"
+log = logging.getLogger(__name__)
 
 
 def new_webhook_id() -> str:
@@ -154,7 +156,13 @@ async def _conditions_hold(
         )
     if not checks:
         return True
-    return await conn.scalar(sa.select(sa.literal(1)).where(*checks)) is not None
+    try:
+        # a condition the database cannot evaluate must not cost the event its storage
+        async with conn.begin_nested():
+            return await conn.scalar(sa.select(sa.literal(1)).where(*checks)) is not None
+    except sa.exc.DBAPIError as error:
+        log.warning("automation conditions could not be evaluated: %s", error.orig)
+        return False
 
 
 async def _queue_deliveries(

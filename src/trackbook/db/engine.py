@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
+import re2
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -18,6 +19,15 @@ def _json_dumps(value: Any) -> str:
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _regexp(pattern: str | None, text: str | None) -> bool | None:
+    if pattern is None or text is None:
+        return None
+    try:
+        return re2.search(pattern, text) is not None
+    except re2.error:
+        return False
 
 
 class StorageUnavailable(Exception):
@@ -89,6 +99,9 @@ class Database:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            # REGEXP with RE2 in place of Python's re: matching time stays linear in the
+            # text whatever the pattern, so a segment cannot stall the database thread
+            dbapi_connection.create_function("regexp", 2, _regexp, deterministic=True)
 
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import ChainableUndefined, DebugUndefined, TemplateError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from trackbook.contacts.service import Contact
@@ -32,8 +33,36 @@ class _Visible(ChainableUndefined, DebugUndefined):
     __slots__ = ()
 
 
-_text = SandboxedEnvironment(undefined=_Visible, autoescape=False)
-_html = SandboxedEnvironment(undefined=_Visible, autoescape=True)
+MAX_OUTPUT = 1_000_000
+"""Characters a rendered part may have; rendering stops with RenderError beyond."""
+MAX_REPEAT = 10_000
+
+
+class _Bounded(SandboxedEnvironment):
+    """The sandbox, plus limits on what a template can make the worker do: no `range`,
+    no repeating a string or list past MAX_REPEAT, no large powers."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("powers above 64 are not allowed in templates")
+        if operator == "*":
+            for count, other in ((left, right), (right, left)):
+                repeated = isinstance(count, int) and isinstance(other, str | list | tuple)
+                if repeated and count * max(len(other), 1) > MAX_REPEAT:
+                    raise SecurityError("repeating beyond 10000 items is not allowed")
+        return super().call_binop(context, operator, left, right)
+
+
+def _environment(*, autoescape: bool) -> _Bounded:
+    environment = _Bounded(undefined=_Visible, autoescape=autoescape)
+    environment.globals.pop("range", None)
+    return environment
+
+
+_text = _environment(autoescape=False)
+_html = _environment(autoescape=True)
 
 
 class RenderError(Exception):
@@ -87,8 +116,15 @@ def render(
         },
     }
     try:
-        expanded = (_html if as_html else _text).from_string(template).render(context)
-    except TemplateError as error:
+        parts: list[str] = []
+        size = 0
+        for part in (_html if as_html else _text).from_string(template).generate(context):
+            size += len(part)
+            if size > MAX_OUTPUT:
+                raise RenderError(f"the template renders more than {MAX_OUTPUT} characters")
+            parts.append(part)
+        expanded = "".join(parts)
+    except (TemplateError, ArithmeticError, TypeError, ValueError) as error:
         raise RenderError(f"the template cannot be rendered: {error}") from error
     fields = {
         "email": contact.email,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 import time
@@ -245,6 +246,7 @@ class WebhookSender:
 
     def __init__(self, *, timeout: float, allow_private: bool) -> None:
         self._allow_private = allow_private
+        self._timeout = timeout
         self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
 
     async def close(self) -> None:
@@ -277,10 +279,17 @@ class WebhookSender:
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": Webhook(secret).sign(webhook_id, sent_at, body),
         }
+        request = self._client.build_request(
+            "POST", pinned_url, content=body, headers=headers, extensions=extensions
+        )
         try:
-            response = await self._client.post(
-                pinned_url, content=body, headers=headers, extensions=extensions
-            )
+            # one deadline for the whole exchange (a trickling endpoint cannot outlast the
+            # worker's lease), and the answer's body is never read: only its status counts
+            async with asyncio.timeout(self._timeout):
+                response = await self._client.send(request, stream=True)
+                await response.aclose()
+        except TimeoutError:
+            return result(False, None, f"no answer within {self._timeout:g} s")
         except httpx.HTTPError as error:
             return result(False, None, f"{type(error).__name__}: {error}".rstrip(": "))
         if response.is_success:

@@ -55,6 +55,7 @@ from trackbook.settings import Settings
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(days=1)
 CLAIM_BATCH = 10
+RENDER_SECONDS = 5
 PARTITION_CHECK = timedelta(hours=1)
 
 
@@ -258,9 +259,14 @@ class Worker:
             await self._finish_run(run, StepFailed("the automation is disabled"), "cancelled")
             return
         actions = context.automation.actions
-        step = run.step
+        step, attempts = run.step, run.attempts
         while step < len(actions):
             action = actions[step]
+            # each step starts with a fresh lease, so a long run is not taken over midway
+            renewed = {"claimed_until": self._clock.now() + self._lease}
+            if not await self._db.write(self._update, automation_runs, run, **renewed):
+                log.warning("run %d was taken over by another worker", run.id)
+                return
             if action["type"] == "wait":
                 await self._db.write(
                     self._update,
@@ -277,9 +283,9 @@ class Worker:
             try:
                 await self._act(run, step, action, context)
             except StepFailed as failure:
-                await self._finish_run(run, failure)
+                await self._finish_run(run, failure, attempts=attempts)
                 return
-            step += 1
+            step, attempts = step + 1, 0
             attempts_reset = {"step": step, "attempts": 0, "last_error": None}
             if not await self._db.write(self._update, automation_runs, run, **attempts_reset):
                 log.warning("run %d was taken over by another worker", run.id)
@@ -287,10 +293,16 @@ class Worker:
         await self._db.write(self._update, automation_runs, run, **self._settled(0, None))
 
     async def _finish_run(
-        self, run: sa.Row[Any], failure: StepFailed, status: str | None = None
+        self,
+        run: sa.Row[Any],
+        failure: StepFailed,
+        status: str | None = None,
+        *,
+        attempts: int | None = None,
     ) -> None:
-        """Records a failed step: retried later, or the run ends failed (or `status`)."""
-        attempts = run.attempts + 1
+        """Records a failed step: retried later, or the run ends failed (or `status`).
+        `attempts` is how often the failed step was tried before (default: as claimed)."""
+        attempts = (run.attempts if attempts is None else attempts) + 1
         values = self._settled(attempts, failure)
         if status is not None:
             values["status"] = status
@@ -366,25 +378,31 @@ class Worker:
             _latest_values, run.account_id, contact.id, events_named(*templates)
         )
 
-        def fill(template: str | None, *, as_html: bool = False) -> str | None:
+        async def fill(template: str | None, *, as_html: bool = False) -> str | None:
             if template is None:
                 return None
-            return render(
-                template,
-                contact=contact,
-                event=context.event,
-                latest_values=latest,
-                as_html=as_html,
-            )
+            # in a thread, with a deadline: a template must not hold up the event loop
+            try:
+                async with asyncio.timeout(RENDER_SECONDS):
+                    return await asyncio.to_thread(
+                        render,
+                        template,
+                        contact=contact,
+                        event=context.event,
+                        latest_values=latest,
+                        as_html=as_html,
+                    )
+            except TimeoutError:
+                raise RenderError(f"the template took over {RENDER_SECONDS} s to render") from None
 
         try:
-            subject = " ".join((fill(action["subject"]) or "").split())
+            subject = " ".join((await fill(action["subject"]) or "").split())
             message = build_message(
                 sender=self._settings.smtp_from,
                 to=to,
                 subject=subject,
-                text=fill(action.get("text")),
-                html=fill(action.get("html"), as_html=True),
+                text=await fill(action.get("text")),
+                html=await fill(action.get("html"), as_html=True),
             )
             await self._mailer.send(message)
             EMAILS.labels("sent").inc()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import re2
+
 from trackbook.errors import Invalid
 from trackbook.events.validation import parse_timestamp
 
@@ -93,6 +95,21 @@ class Membership:
 
 
 Node = Group | Performed | Recency | Match | ContactField | Membership
+
+
+REGEX_MAX = 256
+COUNT_MAX = 1_000_000_000
+
+
+def check_pattern(pattern: str, path: str) -> None:
+    """A pattern RE2 accepts (linear-time matching, so no pattern can stall the server;
+    SQLite matches with RE2 too), of bounded length."""
+    if len(pattern) > REGEX_MAX:
+        raise Invalid(path, f"must be a pattern of at most {REGEX_MAX} characters")
+    try:
+        re2.compile(pattern)
+    except re2.error as error:
+        raise Invalid(path, f"is not a valid regular expression: {error}") from None
 
 
 class _Reader:
@@ -195,8 +212,12 @@ class _Reader:
                 raise Invalid(f"{path}.count", 'must be {"op": ">=", "value": N}')
             op = self._choice(count, "op", f"{path}.count", COUNT_OPS)
             raw_number = count.get("value")
-            if isinstance(raw_number, bool) or not isinstance(raw_number, int) or raw_number < 0:
-                raise Invalid(f"{path}.count.value", "must be a whole number of 0 or more")
+            if (
+                isinstance(raw_number, bool)
+                or not isinstance(raw_number, int)
+                or not 0 <= raw_number <= COUNT_MAX
+            ):
+                raise Invalid(f"{path}.count.value", f"must be a whole number, 0 to {COUNT_MAX}")
             number = raw_number
         assert name is not None  # noqa: S101 - required above
         return Performed(name, title, op, number, self.window(body.get("within"), f"{path}.within"))
@@ -226,11 +247,13 @@ class _Reader:
             if value is not None:
                 raise Invalid(f"{path}.value", f"is not used with {op}")
         elif op in (">", "<"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or abs(value) > 1e300:
                 raise Invalid(f"{path}.value", f"must be a number for {op}")
         elif op in ("contains", "not_contains", "regex"):
             if not isinstance(value, str) or not value:
                 raise Invalid(f"{path}.value", f"must be a non-empty string for {op}")
+            if op == "regex":
+                check_pattern(value, f"{path}.value")
         elif not isinstance(value, str | int | float | bool):
             raise Invalid(f"{path}.value", "must be a string, number or boolean")
         assert event is not None  # noqa: S101
@@ -272,7 +295,7 @@ class _Reader:
             raise Invalid(f"{path}.member", "must be true or false")
         raw = body.get(key)
         if kind == "list":
-            if isinstance(raw, bool) or not isinstance(raw, int):
+            if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
                 raise Invalid(f"{path}.id", "must be a list id")
             return Membership(kind, raw, member)
         name = self._text(body, key, path)

@@ -8,7 +8,10 @@ from trackbook.dialects.responses import ErrorReply
 from trackbook.errors import Conflict, DomainError, Invalid, NotFound
 from trackbook.web.routes import templates
 
-PREFIXES = ("/contacts", "/events", "/segments", "/automations", "/settings", "/dropped")
+PREFIXES = (
+    "/contacts", "/events", "/segments", "/automations", "/settings", "/dropped", "/signin",
+    "/signout",
+)  # fmt: skip
 
 
 class WebErrors:

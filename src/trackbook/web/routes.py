@@ -114,6 +114,8 @@ def _signin_page(request: Request, next_path: str, *, error: str | None) -> HTML
 
 @router.post("/signin")
 async def signin(request: Request, services: ServicesDep) -> Response:
+    client = request.client.host if request.client else "unknown"
+    await services.limiter.check(request, "signin", f"ip:{client}")
     form = await request.form()
     next_path = str(form.get("next") or "/")
     expected = request.cookies.get(SIGNIN_CSRF_COOKIE, "")
