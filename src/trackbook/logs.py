@@ -30,3 +30,6 @@ def configure(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every outbound request's URL (webhook endpoints may carry tokens there);
+    # deliveries are recorded with their outcome instead
+    logging.getLogger("httpx").setLevel(logging.WARNING)
