@@ -34,22 +34,32 @@ KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
 class Server:
     """`trackbook serve` as a user runs it, restartable after a kill."""
 
-    def __init__(self, url: str, directory: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        directory: Path,
+        *,
+        command: tuple[str, ...] = ("serve", "--no-worker"),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.url = url
         self.directory = directory
+        self.command = command
+        self.env = env or {}
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = directory / "serve.log"
+        self.log = directory / f"{command[0]}-{self.port}.log"
 
     def start(self) -> None:
         env = {f"TRACKBOOK_{name.upper()}": value for name, value in UNLIMITED.items()}
+        port = ["--port", str(self.port)] if self.command[0] == "serve" else []
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                ["trackbook", "serve", "--port", str(self.port), "--no-worker"],
-                env={**os.environ, "TRACKBOOK_DATABASE_URL": self.url, **env},
+                ["trackbook", *self.command, *port],
+                env={**os.environ, "TRACKBOOK_DATABASE_URL": self.url, **env, **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
