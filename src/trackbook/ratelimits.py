@@ -19,9 +19,10 @@ from limits.aio.strategies import FixedWindowRateLimiter
 from limits.errors import StorageError
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from trackbook.errors import DomainError
+from trackbook.middleware import HeadersMiddleware
 from trackbook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,25 +88,9 @@ class RateLimiter:
             raise RateLimited(reset or 1, headers)
 
 
-class RateLimitHeaders:
+class RateLimitHeaders(HeadersMiddleware):
     """Puts the headers a limit check left in the request state on the answer."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                state = scope.get("state") or {}
-                found = state.get(STATE_KEY)
-                if found:
-                    headers = MutableHeaders(scope=message)
-                    for name, value in found.items():
-                        headers.setdefault(name, value)
-            await send(message)
-
-        await self.app(scope, receive, sending)
+    def add_headers(self, scope: Scope, headers: MutableHeaders) -> None:
+        for name, value in ((scope.get("state") or {}).get(STATE_KEY) or {}).items():
+            headers.setdefault(name, value)
