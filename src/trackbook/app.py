@@ -135,12 +135,17 @@ def _install_dashboard(app: FastAPI) -> None:
         return WebErrors().render(reply)
 
 
+def _render_domain_error(request: Request, error: DomainError) -> Response:
+    """The error in the wire format of the dialect the request came through."""
+    dialect = dialect_for(request.url.path) or NativeErrors()
+    return dialect.render(dialect.reply_for(error))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, DomainError)  # noqa: S101 - registered for DomainError
-        dialect = dialect_for(request.url.path) or NativeErrors()
-        return dialect.render(dialect.reply_for(error))
+        return _render_domain_error(request, error)
 
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, error: Exception) -> Response:
@@ -157,8 +162,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         cause = error.orig if isinstance(error, sa.exc.StatementError) else error
         message = str(cause)
         if isinstance(cause, OverflowError) or "out of int64 range" in message:
-            reply = dialect_for(request.url.path) or NativeErrors()
-            return reply.render(reply.reply_for(NotFound("no such id")))
+            return _render_domain_error(request, NotFound("no such id"))
         if (
             isinstance(cause, UnicodeEncodeError)
             or "invalid byte sequence" in message
@@ -167,8 +171,7 @@ def _install_error_handlers(app: FastAPI) -> None:
             invalid = Invalid(
                 "body", "contains text that cannot be stored (NUL or invalid Unicode)"
             )
-            reply = dialect_for(request.url.path) or NativeErrors()
-            return reply.render(reply.reply_for(invalid))
+            return _render_domain_error(request, invalid)
         log.error("unhandled database error", exc_info=error)
         return render_error(
             request.url.path, ErrorReply(500, "internal", "an internal error occurred")

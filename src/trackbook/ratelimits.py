@@ -83,7 +83,7 @@ class RateLimiter:
             "RateLimit-Policy": f"{item.amount};w={window}",
             "RateLimit": f"limit={item.amount}, remaining={remaining}, reset={reset}",
         }
-        request.state.rate_limit_headers = headers
+        setattr(request.state, STATE_KEY, headers)
         if not allowed:
             raise RateLimited(reset or 1, headers)
 

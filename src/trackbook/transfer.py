@@ -9,7 +9,6 @@ import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any
 
 import orjson
@@ -267,7 +266,3 @@ def _cell(value: Any) -> str:
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
     return str(value)
-
-
-def open_text(path: Path) -> IO[str]:
-    return path.open("r", encoding="utf-8", newline="")

@@ -148,10 +148,6 @@ async def get_endpoint(conn: AsyncConnection, account_id: int, endpoint_id: int)
     return _endpoint(await _row(conn, account_id, endpoint_id))
 
 
-async def endpoint_secret(conn: AsyncConnection, account_id: int, endpoint_id: int) -> str:
-    return str((await _row(conn, account_id, endpoint_id)).secret)
-
-
 async def update_endpoint(
     conn: AsyncConnection,
     account_id: int,

@@ -476,28 +476,25 @@ class Worker:
         result = await self._sender.send(
             endpoint.url, endpoint.secret, delivery.webhook_id, delivery.payload, sent_at=now
         )
-        _count_attempt(result)
         async with self._db.transaction() as conn:
-            await self._record(conn, delivery, result)
-            attempts = delivery.attempts + 1
-            if result.delivered:
-                values: dict[str, Any] = {"status": "delivered", "delivered_at": now}
-            else:
-                failed = result.permanent or attempts >= self._settings.worker_max_attempts
-                values = {"status": "failed" if failed else "pending"}
+            attempts, failure = await self._record(conn, delivery, result)
+            # the run retries this delivery, not the queue: it is updated without a claim
             await conn.execute(
                 deliveries.update()
                 .where(deliveries.c.account_id == run.account_id, deliveries.c.id == delivery.id)
-                .values(attempts=attempts, last_error=result.error, **values)
+                .values(attempts=attempts, **self._settled_delivery(attempts, failure))
             )
-        if not result.delivered:
-            raise StepFailed(result.error or "not delivered", permanent=result.permanent)
+        if failure is not None:
+            raise failure
 
     # deliveries of recorded events to the endpoints that subscribe to them
 
     async def _record(
         self, conn: AsyncConnection, delivery: sa.Row[Any], result: SendResult
-    ) -> None:
+    ) -> tuple[int, StepFailed | None]:
+        """Records one attempt of a delivery; returns its attempts so far and, when it
+        was not delivered, the failure."""
+        _count_attempt(result)
         await conn.execute(
             sa.insert(delivery_attempts).values(
                 account_id=delivery.account_id,
@@ -508,6 +505,10 @@ class Worker:
                 duration_ms=result.duration_ms,
             )
         )
+        if result.delivered:
+            return delivery.attempts + 1, None
+        failure = StepFailed(result.error or "not delivered", permanent=result.permanent)
+        return delivery.attempts + 1, failure
 
     async def _deliver(self, delivery: sa.Row[Any]) -> None:
         now = self._clock.now()
@@ -523,37 +524,30 @@ class Worker:
             if endpoint is None:
                 return  # deleted with its deliveries while this one was claimed
             if not endpoint.enabled:
-                failure = StepFailed("the endpoint is disabled", permanent=True)
-                await self._update(conn, deliveries, delivery, **self._settled_delivery(1, failure))
+                refused = StepFailed("the endpoint is disabled", permanent=True)
+                await self._update(conn, deliveries, delivery, **self._settled_delivery(1, refused))
                 return
             payload = delivery.payload
             if payload is None:
                 payload = await _event_payload(conn, delivery, now)
                 if payload is None:
-                    failure = StepFailed("the event no longer exists", permanent=True)
+                    refused = StepFailed("the event no longer exists", permanent=True)
                     await self._update(
-                        conn, deliveries, delivery, **self._settled_delivery(1, failure)
+                        conn, deliveries, delivery, **self._settled_delivery(1, refused)
                     )
                     return
                 await self._update(conn, deliveries, delivery, payload=payload)
         result = await self._sender.send(
             endpoint.url, endpoint.secret, delivery.webhook_id, payload, sent_at=now
         )
-        _count_attempt(result)
         async with self._db.transaction() as conn:
-            await self._record(conn, delivery, result)
-            attempts = delivery.attempts + 1
-            outcome = (
-                None
-                if result.delivered
-                else StepFailed(result.error or "not delivered", permanent=result.permanent)
-            )
+            attempts, failure = await self._record(conn, delivery, result)
             await self._update(
                 conn,
                 deliveries,
                 delivery,
                 attempts=attempts,
-                **self._settled_delivery(attempts, outcome),
+                **self._settled_delivery(attempts, failure),
             )
 
     def _settled_delivery(self, attempts: int, failure: StepFailed | None) -> dict[str, Any]:

@@ -71,9 +71,13 @@ async def page(
     template: str,
     *,
     status_code: int = 200,
+    account: Account | None = None,
     **context: Any,
 ) -> HTMLResponse:
-    account = await _account(services, session)
+    """The template with the session, the account (read here unless the route has it)
+    and this server's URL."""
+    if account is None:
+        account = await _account(services, session)
     return templates.TemplateResponse(
         request,
         template,
@@ -175,6 +179,7 @@ async def overview(request: Request, session: SessionDep, services: ServicesDep)
         services,
         session,
         "overview.html",
+        account=account,
         chart=bar_chart(series, label="Events per day, last 30 days"),
         total=sum(count for _, count in series),
         names=names,
