@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from tests.support import free_port
 from trackbook.cli import app
 
 KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
@@ -100,13 +100,6 @@ def test_wrong_setting_stops_with_one_line_naming_the_variable(tmp_path: Path) -
         assert lines[0].startswith(f"error: {name}: "), lines
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def serving(
     url: str, port: int, cwd: Path, *options: str, env: dict[str, str] | None = None
@@ -144,7 +137,7 @@ def serving(
 def test_first_serve_migrates_creates_an_account_and_prints_url_and_key(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     with serving(empty_database_url, port, tmp_path) as output:
         assert f"http://127.0.0.1:{port}" in output
         key = KEY.search(output)
@@ -221,7 +214,7 @@ def test_serve_runs_a_worker_unless_told_not_to(empty_database_url: str, tmp_pat
     hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     env = {"TRACKBOOK_WEBHOOK_ALLOW_PRIVATE": "true", "TRACKBOOK_WORKER_POLL_SECONDS": "0.1"}
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     try:
         with serving(empty_database_url, port, tmp_path, env=env) as output:

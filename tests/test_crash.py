@@ -11,7 +11,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import _new_database
-from tests.support import UNLIMITED
+from tests.support import UNLIMITED, free_port
 from trackbook.db.engine import Database
 from trackbook.db.tables import event_message_ids, events
 
@@ -46,9 +45,7 @@ class Server:
         self.directory = directory
         self.command = command
         self.env = env or {}
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = directory / f"{command[0]}-{self.port}.log"

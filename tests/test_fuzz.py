@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +15,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.conftest import _new_database
-from tests.support import UNLIMITED
+from tests.support import UNLIMITED, free_port
 from tests.test_cli import serving
 
 EXAMPLES = int(os.environ.get("TRACKBOOK_FUZZ_EXAMPLES", "6"))
@@ -26,9 +25,7 @@ KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
 @pytest.fixture(scope="module")
 def live_api(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     url, remove = _new_database(backend, tmp_path_factory.mktemp(f"fuzz-{backend}"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {f"TRACKBOOK_{name.upper()}": value for name, value in UNLIMITED.items()}
     try:
         with serving(url, port, tmp_path_factory.mktemp("cwd"), env=env) as output:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -20,6 +19,7 @@ from tests.support import (
     ManualClock,
     create_postgres_database,
     drop_postgres_database,
+    free_port,
     make_tenant,
     require_postgres,
 )
@@ -75,9 +75,7 @@ def database(backend: str) -> Iterator[str]:
 
 
 async def test_cut_network_to_postgres_is_503_then_recovers_without_loss(database: str) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proxy = Proxy(port)
     await proxy.open()
     url = f"postgresql+asyncpg://root@127.0.0.1:{port}/{database}"

@@ -4,7 +4,6 @@ server (aiosmtpd) for email; and a way to let the worker finish what is due."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -18,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.support import UNLIMITED
+from tests.support import UNLIMITED, free_port
 from trackbook.services import Services
 from trackbook.settings import Settings
 
@@ -53,13 +52,6 @@ class WebhookReceiver:
             await self.hold.wait()
         status = self.answers.pop(0) if self.answers else 200
         await Response(status_code=status)(scope, receive, send)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.automations.conftest import free_port
-from tests.support import ManualClock, Tenant, make_tenant
+from tests.support import ManualClock, Tenant, free_port, make_tenant
 from trackbook.accounts import users
 from trackbook.app import create_app
 from trackbook.services import Services
