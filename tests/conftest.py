@@ -23,10 +23,12 @@ from tests.support import (
 )
 from trackbook.app import create_app
 from trackbook.db.migrate import upgrade
+from trackbook.keyring import new_key
 from trackbook.services import Services
 from trackbook.settings import Settings
 
 BACKENDS = ["sqlite", "postgresql"]
+SERVER_KEY = new_key()
 
 
 def _new_database(backend: str, directory: Path) -> tuple[str, Callable[[], None]]:
@@ -75,6 +77,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         worker_in_process=False,
         webhook_allow_private=True,
+        secret_key=SERVER_KEY,
         **UNLIMITED,
     )
 

@@ -2,7 +2,8 @@
 send events with message ids; clients retry what was not acknowledged. Every
 acknowledged event must be stored exactly once, and nothing twice.
 
-TRACKBOOK_CRASH_KILLS sets how many kills a run makes (20 for the long variant)."""
+The short variant (4 kills) always runs; the long one (20 kills) is marked `long`:
+`pytest -m long tests/test_crash.py`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from tests.support import UNLIMITED, free_port
 from trackbook.db.engine import Database
 from trackbook.db.tables import event_message_ids, events
 
-KILLS = int(os.environ.get("TRACKBOOK_CRASH_KILLS", "4"))
 CLIENTS = 8
 KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
 
@@ -98,8 +98,11 @@ def server(backend: str, tmp_path: Path) -> Iterator[Server]:
         remove()
 
 
+@pytest.mark.parametrize(
+    "kills", [pytest.param(4, id="short"), pytest.param(20, id="long", marks=pytest.mark.long)]
+)
 async def test_killed_server_loses_and_duplicates_nothing_it_acknowledged(
-    server: Server,
+    server: Server, kills: int
 ) -> None:
     server.start()
     await server.ready()
@@ -141,8 +144,8 @@ async def test_killed_server_loses_and_duplicates_nothing_it_acknowledged(
                     pending.put_nowait(f"retry:{original}")
                     await asyncio.sleep(0.05)
 
-    rng = random.Random(KILLS)
-    for _ in range(KILLS):
+    rng = random.Random(kills)
+    for _ in range(kills):
         window_open = True
         clients = [asyncio.create_task(client(index)) for index in range(CLIENTS)]
         await asyncio.sleep(rng.uniform(0.3, 1.2))
@@ -159,7 +162,7 @@ async def test_killed_server_loses_and_duplicates_nothing_it_acknowledged(
     await asyncio.gather(*(client(index) for index in range(CLIENTS)))
     server.kill()
 
-    assert len(acknowledged) > KILLS  # the clients got through between the kills
+    assert len(acknowledged) > kills  # the clients got through between the kills
     assert interrupted > 0  # and some requests were cut off by a kill
     db = Database(server.url)
     try:

@@ -1,10 +1,10 @@
 """Schemathesis against the OpenAPI of /v1 and every dialect, on a served Trackbook:
 no server errors, no answer that contradicts the schema. The example count is bounded
-so the whole run fits in CI."""
+so the whole run fits in CI; the long variant (100 examples per operation) is marked
+`long`: `pytest -m long tests/test_fuzz.py`."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 
@@ -18,7 +18,6 @@ from tests.conftest import _new_database
 from tests.support import UNLIMITED, free_port
 from tests.test_cli import serving
 
-EXAMPLES = int(os.environ.get("TRACKBOOK_FUZZ_EXAMPLES", "6"))
 KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
 
 
@@ -44,19 +43,33 @@ def api_schema(live_api: tuple[str, str]) -> schemathesis.BaseSchema:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
-@schema.parametrize()
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
-def test_no_server_error_and_answers_match_the_schema(
-    case: schemathesis.Case, live_api: tuple[str, str]
-) -> None:
+def _check(case: schemathesis.Case, live_api: tuple[str, str]) -> None:
     base_url, key = live_api
     case.call_and_validate(
         base_url=base_url,
         headers={"Authorization": f"Bearer {key}", "Api-Token": key},
         checks=[not_a_server_error, response_schema_conformance],
     )
+
+
+def _examples(count: int) -> settings:
+    return settings(
+        max_examples=count, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
+
+
+@schema.parametrize()
+@_examples(6)
+def test_no_server_error_and_answers_match_the_schema(
+    case: schemathesis.Case, live_api: tuple[str, str]
+) -> None:
+    _check(case, live_api)
+
+
+@pytest.mark.long
+@schema.parametrize()
+@_examples(100)
+def test_no_server_error_and_answers_match_the_schema_long(
+    case: schemathesis.Case, live_api: tuple[str, str]
+) -> None:
+    _check(case, live_api)

@@ -27,6 +27,7 @@ from trackbook.contacts import service as contacts
 from trackbook.db import migrate as migrations
 from trackbook.db.engine import Database
 from trackbook.errors import DomainError
+from trackbook.keyring import new_key
 from trackbook.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -121,6 +122,13 @@ def migrate() -> None:
     settings = _settings()
     migrations.upgrade(settings.database_url)
     out.print("database is up to date")
+
+
+@app.command("server-key")
+def server_key() -> None:
+    """Print a new server key for TRACKBOOK_SECRET_KEY (it seals webhook secrets; put
+    the new key first and keep the old one after it while rotating)."""
+    out.print(new_key())
 
 
 FIRST_USER = "admin@example.com"

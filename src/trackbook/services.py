@@ -13,9 +13,11 @@ from trackbook.clock import Clock
 from trackbook.db.engine import Database, StorageUnavailable
 from trackbook.db.partitions import ensure_partitions
 from trackbook.delivery.email import SmtpMailer
+from trackbook.delivery.webhooks import seal_stored_secrets
 from trackbook.delivery.worker import Worker
 from trackbook.events.service import EventService
 from trackbook.events.writer import EventWriter
+from trackbook.keyring import Keyring
 from trackbook.ratelimits import RateLimiter
 from trackbook.settings import Settings
 
@@ -32,6 +34,7 @@ class Services:
     auth: Authenticator
     worker: Worker
     limiter: RateLimiter
+    keyring: Keyring
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
@@ -45,16 +48,23 @@ class Services:
         )
         auth = Authenticator(db, clock, ttl_seconds=settings.auth_cache_seconds)
         events = EventService(writer, clock)
-        worker = Worker(db, clock, settings, events, SmtpMailer(settings))
+        keyring = Keyring.from_settings(settings)
+        worker = Worker(db, clock, settings, events, SmtpMailer(settings), keyring)
         writer.on_side_effects(worker.wake)
-        return cls(settings, clock, db, writer, events, auth, worker, RateLimiter(settings))
+        return cls(
+            settings, clock, db, writer, events, auth, worker, RateLimiter(settings), keyring
+        )
 
     async def start(self) -> None:
-        """Makes sure this month's partitions exist, then starts the event writer, and
-        the worker when this process runs one."""
+        """Makes sure this month's partitions exist and no webhook secret is stored
+        unsealed, then starts the event writer, and the worker when this process runs
+        one."""
         try:
             async with self.db.transaction() as conn:
                 await conn.run_sync(ensure_partitions, self.clock.now())
+                sealed = await seal_stored_secrets(conn, self.keyring)
+            if sealed:
+                log.info("sealed %d webhook secrets stored before sealing existed", sealed)
         except StorageUnavailable as error:
             # start anyway: requests get 503 until storage is back; the worker checks again
             log.warning("could not check the event partitions: %s", error)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+from cryptography.fernet import Fernet
 from limits import parse
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TRACKBOOK_"
@@ -71,6 +72,14 @@ class Settings(BaseSettings):
     """Dashboard sign-in attempts per client address."""
     """trackcmp is posted to by browsers and forms: also limited per client address."""
 
+    secret_key: SecretStr | None = None
+    """Server key(s) sealing webhook signing secrets in the database: Fernet keys,
+    comma-separated, the first one sealing (rotation). Every node of an install needs
+    the same keys; `trackbook server-key` prints a new one."""
+    secret_key_file: str = "trackbook.key"  # noqa: S105 - a file name, not a secret
+    """Where the server key is kept when TRACKBOOK_SECRET_KEY is not set (created,
+    readable by its owner only, on first start)."""
+
     bench_routes: bool = False
     """Mounts the validate-only reference route used by bench/ingest.py."""
 
@@ -97,6 +106,22 @@ class Settings(BaseSettings):
             parse(value)
         except ValueError:
             raise ValueError("must be a rate such as 5000/60 seconds or 5/second") from None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        keys = [key.strip() for key in value.get_secret_value().split(",") if key.strip()]
+        try:
+            for key in keys or [""]:
+                Fernet(key.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ValueError(
+                "must be one or more comma-separated keys of 32 url-safe base64-encoded "
+                "bytes (make one with `trackbook server-key`)"
+            ) from None
         return value
 
     @field_validator("smtp_url")

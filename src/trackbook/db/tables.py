@@ -306,7 +306,7 @@ webhook_endpoints = sa.Table(
     # event names this endpoint receives as they are recorded; NULL: only automations
     sa.Column("event_names", Json, nullable=True),
     sa.Column("enabled", sa.Boolean(), nullable=False, server_default=sa.true()),
-    sa.Column("secret", sa.String(80), nullable=False),
+    sa.Column("secret", sa.String(255), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index(None, "account_id"),

@@ -49,6 +49,7 @@ from trackbook.errors import DomainError, NotFound
 from trackbook.events.model import Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService
+from trackbook.keyring import Keyring
 from trackbook.metrics import DELIVERIES, EMAILS
 from trackbook.settings import Settings
 
@@ -106,12 +107,14 @@ class Worker:
         settings: Settings,
         events_service: EventService,
         mailer: Mailer,
+        keyring: Keyring,
     ) -> None:
         self._db = db
         self._clock = clock
         self._settings = settings
         self._events = events_service
         self._mailer = mailer
+        self._keyring = keyring
         self._sender = WebhookSender(
             timeout=settings.webhook_timeout_seconds,
             allow_private=settings.webhook_allow_private,
@@ -474,7 +477,11 @@ class Worker:
                 )
             ).one()
         result = await self._sender.send(
-            endpoint.url, endpoint.secret, delivery.webhook_id, delivery.payload, sent_at=now
+            endpoint.url,
+            self._keyring.open(endpoint.secret),
+            delivery.webhook_id,
+            delivery.payload,
+            sent_at=now,
         )
         async with self._db.transaction() as conn:
             attempts, failure = await self._record(conn, delivery, result)
@@ -538,7 +545,11 @@ class Worker:
                     return
                 await self._update(conn, deliveries, delivery, payload=payload)
         result = await self._sender.send(
-            endpoint.url, endpoint.secret, delivery.webhook_id, payload, sent_at=now
+            endpoint.url,
+            self._keyring.open(endpoint.secret),
+            delivery.webhook_id,
+            payload,
+            sent_at=now,
         )
         async with self._db.transaction() as conn:
             attempts, failure = await self._record(conn, delivery, result)

@@ -515,6 +515,7 @@ async def add_webhook(request: Request, session: SessionDep, services: ServicesD
             event_names=names,
             enabled=True,
             now=services.clock.now(),
+            keyring=services.keyring,
         )
     except DomainError as error:
         return await _settings_page(request, session, services, error=error.message)

@@ -226,6 +226,7 @@ async def create_webhook(body: WebhookIn, account: AccountDep, services: Service
         event_names=body.event_names,
         enabled=body.enabled,
         now=services.clock.now(),
+        keyring=services.keyring,
     )
     return JSON(_endpoint_body(created.endpoint) | {"secret": created.secret}, status_code=201)
 

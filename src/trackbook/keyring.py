@@ -1,0 +1,99 @@
+"""The server key that seals secrets Trackbook must read back (webhook signing secrets),
+so that a copy of the database alone does not give them away.
+
+API keys are only ever hashed; a webhook secret has to sign every delivery, so it is
+encrypted with Fernet (AES-128-CBC + HMAC-SHA256) instead. Several keys may be given:
+the first seals, all of them open, which is how the server key is rotated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from trackbook.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SEALED_MARKER = "sealed:"
+
+
+class KeyringError(Exception):
+    """The server key is missing, malformed or not the one a secret was sealed with."""
+
+
+class Keyring:
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise KeyringError("at least one server key is needed")
+        try:
+            self._fernet = MultiFernet([Fernet(key.encode("ascii")) for key in keys])
+        except (ValueError, UnicodeEncodeError):
+            raise KeyringError(
+                "a server key must be 32 url-safe base64-encoded bytes "
+                "(make one with `trackbook server-key`)"
+            ) from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keyring:
+        """TRACKBOOK_SECRET_KEY when set (comma-separated, newest first); otherwise the
+        key file, created on first use."""
+        if settings.secret_key is not None:
+            given = settings.secret_key.get_secret_value()
+            return cls([key.strip() for key in given.split(",") if key.strip()])
+        return cls([_key_from_file(Path(settings.secret_key_file))])
+
+    def seal(self, secret: str) -> str:
+        return SEALED_MARKER + self._fernet.encrypt(secret.encode("utf-8")).decode("ascii")
+
+    def open(self, stored: str) -> str:
+        """The secret a sealed value holds. A value stored before sealing existed is
+        returned as it is; `seal_stored_secrets` seals those at start-up."""
+        if not is_sealed(stored):
+            return stored
+        try:
+            token = stored.removeprefix(SEALED_MARKER).encode("ascii")
+            return self._fernet.decrypt(token).decode("utf-8")
+        except InvalidToken:
+            raise KeyringError(
+                "a stored secret was sealed with another server key; "
+                "set TRACKBOOK_SECRET_KEY to the key (or keys) it was sealed with"
+            ) from None
+
+
+def is_sealed(stored: str) -> bool:
+    return stored.startswith(SEALED_MARKER)
+
+
+def new_key() -> str:
+    return Fernet.generate_key().decode("ascii")
+
+
+def _key_from_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    key = new_key()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(key + "\n")
+    try:
+        # a link is made whole or not at all: of two processes starting at once, the
+        # one that links first wins and the other reads its key
+        os.link(draft, path)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    finally:
+        draft.unlink()
+    log.warning(
+        "created the server key %s: keep it with your backups; every node of one "
+        "install needs the same key (TRACKBOOK_SECRET_KEY)",
+        path,
+    )
+    return key
