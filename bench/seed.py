@@ -33,6 +33,8 @@ import sqlalchemy as sa
 from trackbook.accounts import service as accounts
 from trackbook.db.engine import Database
 from trackbook.db.migrate import upgrade
+from trackbook.keyring import Keyring
+from trackbook.settings import Settings
 
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 """SQLAlchemy's SQLite DateTime format, which the server writes: naive UTC."""
@@ -171,7 +173,9 @@ async def create_account(url: str, now: datetime, *, partitions: bool) -> int:
     database = Database(url)
     try:
         async with database.transaction() as conn:
-            account = await accounts.create_account(conn, "Bench", now=now)
+            # the key a server started here (TRACKBOOK_SECRET_KEY or ./trackbook.key) uses
+            keyring = Keyring.from_settings(Settings(database_url=url))
+            account = await accounts.create_account(conn, "Bench", now=now, keyring=keyring)
             if partitions and not database.is_sqlite:
                 from trackbook.db.partitions import ensure_partitions  # noqa: PLC0415
 

@@ -108,7 +108,7 @@ TenantFactory = Callable[..., Awaitable[Tenant]]
 @pytest.fixture
 def new_tenant(services: Services) -> TenantFactory:
     async def make(name: str = "Acme") -> Tenant:
-        return await make_tenant(services.db, name)
+        return await make_tenant(services, name)
 
     return make
 

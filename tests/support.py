@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from trackbook.accounts import service as accounts
-from trackbook.db.engine import Database
+from trackbook.services import Services
 
 POSTGRES_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/test"
 
@@ -93,10 +93,10 @@ class Tenant:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-async def make_tenant(db: Database, name: str = "Acme") -> Tenant:
-    async with db.transaction() as conn:
+async def make_tenant(services: Services, name: str = "Acme") -> Tenant:
+    async with services.db.transaction() as conn:
         now = datetime.now(UTC)
-        account = await accounts.create_account(conn, name, now=now)
+        account = await accounts.create_account(conn, name, now=now, keyring=services.keyring)
         issued = await accounts.create_key(conn, account.id, now=now, name="tests")
     return Tenant(account.id, issued.secret)
 

@@ -67,7 +67,7 @@ async def test_postgres_going_away_mid_traffic_is_503_and_nothing_is_acknowledge
     app = create_app(Settings(database_url=url), clock=ManualClock())
     services: Services = app.state.services
     async with LifespanManager(app):
-        tenant: Tenant = await make_tenant(services.db)
+        tenant: Tenant = await make_tenant(services)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             body = {"event": "x", "contact": {"email": "a@x.io"}}

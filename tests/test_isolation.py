@@ -136,8 +136,8 @@ async def _owner_world(client: httpx.AsyncClient, services: Services, owner: Ten
     )
     dropped_for_owner = await client.post(
         "/event",
-        data={"actid": account.actid, "key": account.event_key, "event": "owner_dropped",
-              "visit": '{"email":"stranger@owner.io"}'},
+        data={"actid": account.actid, "key": services.keyring.open(account.sealed_event_key),
+              "event": "owner_dropped", "visit": '{"email":"stranger@owner.io"}'},
     )  # fmt: skip
     assert dropped_for_owner.json()["success"] == 1
     segment = await client.post(
@@ -280,8 +280,8 @@ async def test_dialect_routes_neither_show_nor_change_another_accounts_data(
 
     # trackcmp and v1: A's actid with B's key, B's actid with A's key or API key
     for data in (
-        {"actid": intruder_account.actid, "key": b.account.event_key},
-        {"actid": b.account.actid, "key": intruder_account.event_key},
+        {"actid": intruder_account.actid, "key": services.keyring.open(b.account.sealed_event_key)},
+        {"actid": b.account.actid, "key": services.keyring.open(intruder_account.sealed_event_key)},
     ):
         refused = await client.post(
             "/event", data={**data, "event": "owner_dropped", "visit": '{"email":"vip@owner.io"}'}
@@ -289,14 +289,16 @@ async def test_dialect_routes_neither_show_nor_change_another_accounts_data(
         assert (refused.status_code, refused.json()["success"]) == (403, 0)
     v1 = await client.post(
         "/admin/api.php?api_action=track_event_add&api_output=json",
-        data={"api_key": intruder.key, "actid": b.account.actid, "key": b.account.event_key,
+        data={"api_key": intruder.key, "actid": b.account.actid,
+              "key": services.keyring.open(b.account.sealed_event_key),
               "event": "owner_dropped", "visit": '{"email":"vip@owner.io"}'},
     )  # fmt: skip
     assert (v1.status_code, v1.json()["success"]) == (403, 0)
     # A's own actid and key, with B's contact's email: unknown in A, dropped in A
     spawned = await client.post(
         "/event",
-        data={"actid": intruder_account.actid, "key": intruder_account.event_key,
+        data={"actid": intruder_account.actid,
+              "key": services.keyring.open(intruder_account.sealed_event_key),
               "event": "probe", "visit": '{"email":"vip@owner.io"}'},
     )  # fmt: skip
     assert spawned.json()["success"] == 1

@@ -208,7 +208,12 @@ async def test_every_route_keeps_one_account_out_of_another(
     account = await services.db.query(accounts.get_account, tenant.id)
     email = f"intruder{tenant.id}@example.com"
     await services.db.write(users.create_user, tenant.id, email, PASSWORD, now=services.clock.now())
-    intruder = Intruder(tenant, account.actid, account.event_key, await sign_in(client, email))
+    intruder = Intruder(
+        tenant,
+        account.actid,
+        services.keyring.open(account.sealed_event_key),
+        await sign_in(client, email),
+    )
     before = await owner_rows(services, world.tenant.id)
     values = path_values(world)
 

@@ -46,7 +46,7 @@ async def test_metrics_count_events_by_dialect_and_outcome(
         "/event",
         data={
             "actid": account.actid,
-            "key": account.event_key,
+            "key": services.keyring.open(account.sealed_event_key),
             "event": "x",
             "visit[email]": "nobody@example.com",
         },

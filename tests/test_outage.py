@@ -82,7 +82,7 @@ async def test_cut_network_to_postgres_is_503_then_recovers_without_loss(databas
     app = create_app(Settings(database_url=url, **UNLIMITED), clock=ManualClock())
     acknowledged = 0
     async with LifespanManager(app):
-        tenant = await make_tenant(app.state.services.db)
+        tenant = await make_tenant(app.state.services)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
 

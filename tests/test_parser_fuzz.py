@@ -81,7 +81,9 @@ async def test_no_body_makes_any_dialect_fail_with_a_server_error(
 ) -> None:
     account = await services.db.query(accounts.get_account, tenant.id)
     route = data.draw(st.sampled_from(ROUTES))
-    body = data.draw(bodies(tenant.key, account.actid, account.event_key))
+    body = data.draw(
+        bodies(tenant.key, account.actid, services.keyring.open(account.sealed_event_key))
+    )
     content_type = data.draw(st.sampled_from(CONTENT_TYPES))
     basic = httpx.BasicAuth("wp", tenant.key)._auth_header  # WordPress application password
     authorization = data.draw(st.sampled_from([f"Bearer {tenant.key}", basic]))

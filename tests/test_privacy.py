@@ -84,7 +84,7 @@ async def test_export_then_erase_leaves_nothing_about_the_contact(
         "/event",
         data={
             "actid": account.actid,
-            "key": account.event_key,
+            "key": services.keyring.open(account.sealed_event_key),
             "event": "visit",
             "visit[email]": "ERASE.ME@example.com",
         },

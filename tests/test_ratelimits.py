@@ -37,7 +37,7 @@ async def serve(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Se
 @pytest.fixture
 async def limited(database_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Services, Tenant]]:
     async for client, services in serve(Settings(database_url=database_url, **TIGHT)):
-        yield client, services, await make_tenant(services.db, "Limited")
+        yield client, services, await make_tenant(services, "Limited")
 
 
 async def test_octeth_event_track_and_properties_have_their_own_limits(
@@ -78,7 +78,11 @@ async def test_activecampaign_v3_and_trackcmp_limits(
     refused = await client.get("/api/3/eventTracking", headers={"Api-Token": tenant.key})
     assert refused.json()["errors"][0]["title"] == "Too Many Requests"
     account = await services.db.query(accounts.get_account, tenant.id)
-    form = {"actid": account.actid, "key": account.event_key, "event": "x"}
+    form = {
+        "actid": account.actid,
+        "key": services.keyring.open(account.sealed_event_key),
+        "event": "x",
+    }
     spawned = [(await client.post("/event", data=form)) for _ in range(3)]
     assert [s.status_code for s in spawned] == [200, 200, 429]  # per client address
     assert spawned[2].json()["success"] == 0
@@ -110,7 +114,7 @@ async def test_redis_shares_the_counters_between_processes(database_url: str) ->
         **(TIGHT | {"rate_limit_native": "4/minute"}),
     )
     async for first, services in serve(settings):
-        tenant = await make_tenant(services.db, "Shared")
+        tenant = await make_tenant(services, "Shared")
         async for second, _ in serve(settings):
             answers = []
             for client in (first, second, first, second, first):
@@ -123,7 +127,7 @@ async def test_redis_shares_the_counters_between_processes(database_url: str) ->
 async def test_an_unreachable_redis_lets_requests_through(database_url: str) -> None:
     settings = Settings(database_url=database_url, redis_url="redis://127.0.0.1:1/0", **TIGHT)
     async for client, services in serve(settings):
-        tenant = await make_tenant(services.db, "No Redis")
+        tenant = await make_tenant(services, "No Redis")
         answer = await client.get("/v1/account", headers=tenant.headers)
     assert answer.status_code == 200
     assert "RateLimit" not in answer.headers

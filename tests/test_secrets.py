@@ -1,6 +1,6 @@
 """API keys never stand in the database or the logs in plaintext, whichever way a
 client presents them (header, Basic password, body field or query string); webhook
-signing secrets are stored sealed with the server key."""
+signing secrets and ActiveCampaign event keys are stored sealed with the server key."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from typer.testing import CliRunner
 from tests.automations.conftest import WebhookReceiver, drain
 from tests.support import Tenant
 from trackbook import logs
+from trackbook.accounts import service as accounts
 from trackbook.app import create_app
 from trackbook.cli import app as main_app
+from trackbook.db.tables import accounts as accounts_table
 from trackbook.db.tables import metadata, webhook_endpoints
 from trackbook.keyring import Keyring, KeyringError, new_key
 from trackbook.services import Services
@@ -65,6 +67,10 @@ async def test_no_plaintext_api_key_in_the_database_or_the_logs(
     assert key[-24:] not in stream.getvalue()
 
     assert await tables_holding(services, key[-24:]) == []
+    account = await services.db.query(accounts.get_account, tenant.id)
+    event_key = services.keyring.open(account.sealed_event_key)
+    assert len(event_key) == 40
+    assert await tables_holding(services, event_key[:20]) == []
 
 
 async def tables_holding(services: Services, needle: str) -> list[str]:
@@ -111,10 +117,11 @@ async def test_a_webhook_secret_is_stored_sealed_and_still_signs(
     Webhook(secret).verify(message.body, message.headers)
 
 
-async def test_a_secret_stored_before_sealing_is_sealed_at_start_up(
+async def test_secrets_stored_before_sealing_are_sealed_at_start_up(
     settings: Settings, tenant: Tenant, services: Services
 ) -> None:
     plaintext = "whsec_" + base64.b64encode(b"stored before sealing....").decode()
+    event_key = "0123456789abcdef0123456789abcdef01234567"
     async with services.db.transaction() as conn:
         endpoint_id = await conn.scalar(
             sa.insert(webhook_endpoints)
@@ -129,14 +136,25 @@ async def test_a_secret_stored_before_sealing_is_sealed_at_start_up(
             )
             .returning(webhook_endpoints.c.id)
         )
+        await conn.execute(
+            accounts_table.update()
+            .where(accounts_table.c.id == tenant.id)
+            .values(event_key=event_key)
+        )
     restarted = create_app(settings)
     async with LifespanManager(restarted), services.db.read() as conn:
         stored = await conn.scalar(
             sa.select(webhook_endpoints.c.secret).where(webhook_endpoints.c.id == endpoint_id)
         )
+        stored_key = await conn.scalar(
+            sa.select(accounts_table.c.event_key).where(accounts_table.c.id == tenant.id)
+        )
     assert stored is not None
+    assert stored_key is not None
     assert stored.startswith("sealed:")
+    assert stored_key.startswith("sealed:")
     assert services.keyring.open(stored) == plaintext
+    assert services.keyring.open(stored_key) == event_key
 
 
 def test_the_server_key_file_is_made_once_readable_by_its_owner_only(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from trackbook.contacts import service as contacts
 from trackbook.db import migrate as migrations
 from trackbook.db.engine import Database
 from trackbook.errors import DomainError
-from trackbook.keyring import new_key
+from trackbook.keyring import Keyring, KeyringError, new_key
 from trackbook.settings import Settings, SettingsError, load_settings
 
 T = TypeVar("T")
@@ -102,13 +102,21 @@ def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else "-"
 
 
+def _keyring() -> Keyring:
+    try:
+        return Keyring.from_settings(_settings())
+    except KeyringError as error:
+        err.print(f"error: {error}")
+        raise typer.Exit(2) from None
+
+
 def _show_account(account: Account) -> None:
     out.print(f"id: {account.id}")
     out.print(f"name: {account.name}")
     out.print(f"timezone: {account.timezone}")
     out.print(f"tracking: {'on' if account.tracking_enabled else 'off'}")
     out.print(f"activecampaign actid: {account.actid}")
-    out.print(f"activecampaign event key: {account.event_key}")
+    out.print(f"activecampaign event key: {_keyring().open(account.sealed_event_key)}")
 
 
 def _show_key(issued: IssuedKey) -> None:
@@ -139,7 +147,9 @@ async def _bootstrap(db: Database) -> tuple[IssuedKey, str] | None:
     async with db.transaction() as conn:
         if await accounts.list_accounts(conn):
             return None
-        account = await accounts.create_account(conn, "Default", now=clock.now())
+        account = await accounts.create_account(
+            conn, "Default", now=clock.now(), keyring=_keyring()
+        )
         issued = await accounts.create_key(conn, account.id, now=clock.now(), name="first key")
         password = users.new_password()
         await users.create_user(conn, account.id, FIRST_USER, password, now=clock.now())
@@ -352,7 +362,9 @@ def accounts_create(
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin.")] = "UTC",
 ) -> None:
     """Create an account."""
-    account = _write(accounts.create_account, name, now=clock.now(), timezone=timezone)
+    account = _write(
+        accounts.create_account, name, now=clock.now(), timezone=timezone, keyring=_keyring()
+    )
     _show_account(account)
 
 
@@ -387,7 +399,7 @@ def accounts_show(account_id: int) -> None:
 @accounts_app.command("rotate-event-key")
 def accounts_rotate_event_key(account_id: int) -> None:
     """Replace the ActiveCampaign event key; clients must send the new one."""
-    _show_account(_write(accounts.rotate_event_key, account_id))
+    _show_account(_write(accounts.rotate_event_key, account_id, keyring=_keyring()))
 
 
 @accounts_app.command("set")

@@ -12,7 +12,9 @@ import logging
 import os
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.settings import Settings
 
@@ -66,6 +68,24 @@ class Keyring:
 
 def is_sealed(stored: str) -> bool:
     return stored.startswith(SEALED_MARKER)
+
+
+async def seal_stored(conn: AsyncConnection, column: sa.Column[str], keyring: Keyring) -> int:
+    """Seals the values of `column` stored in plaintext before sealing existed, in every
+    account (a start-up task, like the partitions); how many it sealed."""
+    table = column.table
+    rows = (
+        await conn.execute(
+            sa.select(table.c.id, column).where(column.not_like(SEALED_MARKER + "%"))
+        )
+    ).all()
+    for row_id, plaintext in rows:
+        await conn.execute(
+            table.update()
+            .where(table.c.id == row_id)
+            .values({column.name: keyring.seal(plaintext)})
+        )
+    return len(rows)
 
 
 def new_key() -> str:

@@ -12,12 +12,12 @@ from trackbook.accounts.auth import Authenticator
 from trackbook.clock import Clock
 from trackbook.db.engine import Database, StorageUnavailable
 from trackbook.db.partitions import ensure_partitions
+from trackbook.db.tables import accounts, webhook_endpoints
 from trackbook.delivery.email import SmtpMailer
-from trackbook.delivery.webhooks import seal_stored_secrets
 from trackbook.delivery.worker import Worker
 from trackbook.events.service import EventService
 from trackbook.events.writer import EventWriter
-from trackbook.keyring import Keyring
+from trackbook.keyring import Keyring, seal_stored
 from trackbook.ratelimits import RateLimiter
 from trackbook.settings import Settings
 
@@ -56,15 +56,15 @@ class Services:
         )
 
     async def start(self) -> None:
-        """Makes sure this month's partitions exist and no webhook secret is stored
-        unsealed, then starts the event writer, and the worker when this process runs
-        one."""
+        """Makes sure this month's partitions exist and no secret is stored unsealed,
+        then starts the event writer, and the worker when this process runs one."""
         try:
             async with self.db.transaction() as conn:
                 await conn.run_sync(ensure_partitions, self.clock.now())
-                sealed = await seal_stored_secrets(conn, self.keyring)
-            if sealed:
-                log.info("sealed %d webhook secrets stored before sealing existed", sealed)
+                for column in (webhook_endpoints.c.secret, accounts.c.event_key):
+                    sealed = await seal_stored(conn, column, self.keyring)
+                    if sealed:
+                        log.info("sealed %d %s stored before sealing existed", sealed, column)
         except StorageUnavailable as error:
             # start anyway: requests get 503 until storage is back; the worker checks again
             log.warning("could not check the event partitions: %s", error)

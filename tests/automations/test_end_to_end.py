@@ -64,7 +64,7 @@ async def test_trackcmp_event_mails_its_eventdata_in_place_of_the_event_tag(
         "/event",
         data={
             "actid": account.actid,
-            "key": account.event_key,
+            "key": services.keyring.open(account.sealed_event_key),
             "event": "file download request",
             "eventdata": link,
             "visit[email]": "reader@example.com",

@@ -74,7 +74,7 @@ async def live(settings: Settings, clock: ManualClock) -> AsyncIterator[Live]:
     while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
         await asyncio.sleep(0.01)
     services: Services = app.state.services
-    tenant = await make_tenant(services.db, "Acme Marketing")
+    tenant = await make_tenant(services, "Acme Marketing")
     email = f"marketer{tenant.id}@example.com"
     await services.db.write(users.create_user, tenant.id, email, PASSWORD, now=clock.now())
     yield Live(f"http://127.0.0.1:{port}", services, tenant, email)

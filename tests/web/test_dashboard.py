@@ -45,7 +45,7 @@ async def test_events_from_every_dialect_on_the_contact_timeline(
             "/event",
             data={
                 "actid": account.actid,
-                "key": account.event_key,
+                "key": live.services.keyring.open(account.sealed_event_key),
                 "event": "file download request",
                 "eventdata": "https://example.com/guide.pdf",
                 "visit[email]": "ada@example.com",
@@ -110,7 +110,7 @@ async def test_tracking_off_drops_a_trackcmp_event_and_shows_it(
             "/event",
             data={
                 "actid": account.actid,
-                "key": account.event_key,
+                "key": live.services.keyring.open(account.sealed_event_key),
                 "event": "signup",
                 "visit[email]": "off@example.com",
             },

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from trackbook.accounts.errors import AccountNotFound, KeyNotFound
 from trackbook.db.tables import accounts, api_keys
 from trackbook.errors import Conflict, Invalid
+from trackbook.keyring import Keyring
 
 KEY_MARKER = "tb_live_"
 PREFIX_LENGTH = len(KEY_MARKER) + 8
@@ -34,8 +35,9 @@ class Account:
     created_at: datetime
     actid: str
     """ActiveCampaign's site-tracking account id, 9 digits."""
-    event_key: str
-    """ActiveCampaign's event key, 40 hex characters: trackcmp's proof of the account."""
+    sealed_event_key: str
+    """ActiveCampaign's event key (40 hex characters, trackcmp's proof of the account),
+    sealed with the server key: `Keyring.open` gives it back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def _account(row: sa.Row[tuple[object, ...]]) -> Account:
         tracking_enabled=row.tracking_enabled,
         created_at=row.created_at,
         actid=row.actid,
-        event_key=row.event_key,
+        sealed_event_key=row.event_key,
     )
 
 
@@ -112,7 +114,7 @@ async def _free_actid(conn: AsyncConnection) -> str:
 
 
 async def create_account(
-    conn: AsyncConnection, name: str, *, now: datetime, timezone: str = "UTC"
+    conn: AsyncConnection, name: str, *, now: datetime, keyring: Keyring, timezone: str = "UTC"
 ) -> Account:
     actid = await _free_actid(conn)
     row = (
@@ -124,7 +126,7 @@ async def create_account(
                 tracking_enabled=True,
                 created_at=now,
                 actid=actid,
-                event_key=new_event_key(),
+                event_key=keyring.seal(new_event_key()),
             )
             .returning(*accounts.c)
         )
@@ -174,13 +176,13 @@ async def update_account(
     return _account(row)
 
 
-async def rotate_event_key(conn: AsyncConnection, account_id: int) -> Account:
+async def rotate_event_key(conn: AsyncConnection, account_id: int, *, keyring: Keyring) -> Account:
     """A new ActiveCampaign event key; trackcmp requests with the old one are refused."""
     row = (
         await conn.execute(
             accounts.update()
             .where(accounts.c.id == account_id)
-            .values(event_key=new_event_key())
+            .values(event_key=keyring.seal(new_event_key()))
             .returning(*accounts.c)
         )
     ).one_or_none()

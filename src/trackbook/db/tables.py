@@ -34,7 +34,7 @@ accounts = sa.Table(
     # ActiveCampaign's site-tracking account id (9 digits) and event key (40 hex):
     # trackcmp requests name the account by actid and prove it with the key.
     sa.Column("actid", sa.String(9), nullable=False),
-    sa.Column("event_key", sa.String(40), nullable=False),
+    sa.Column("event_key", sa.String(255), nullable=False),
     sa.UniqueConstraint("actid"),
 )
 

@@ -19,7 +19,7 @@ from standardwebhooks.webhooks import Webhook
 from trackbook.db.tables import deliveries, delivery_attempts, webhook_endpoints
 from trackbook.delivery.guard import BlockedTarget, check_url, pinned, resolve
 from trackbook.errors import Invalid, NotFound
-from trackbook.keyring import SEALED_MARKER, Keyring
+from trackbook.keyring import Keyring
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 MAX_EVENT_NAMES = 100
@@ -122,25 +122,6 @@ async def create_endpoint(
     )
     assert endpoint_id is not None  # noqa: S101 - RETURNING of an insert
     return CreatedEndpoint(await get_endpoint(conn, account_id, endpoint_id), secret)
-
-
-async def seal_stored_secrets(conn: AsyncConnection, keyring: Keyring) -> int:
-    """Seals the secrets stored in plaintext before sealing existed, in every account
-    (a start-up task, like the partitions); how many it sealed."""
-    rows = (
-        await conn.execute(
-            sa.select(webhook_endpoints.c.id, webhook_endpoints.c.secret).where(
-                webhook_endpoints.c.secret.not_like(SEALED_MARKER + "%")
-            )
-        )
-    ).all()
-    for row in rows:
-        await conn.execute(
-            webhook_endpoints.update()
-            .where(webhook_endpoints.c.id == row.id)
-            .values(secret=keyring.seal(row.secret))
-        )
-    return len(rows)
 
 
 async def list_endpoints(conn: AsyncConnection, account_id: int) -> list[Endpoint]:

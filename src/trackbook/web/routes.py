@@ -428,6 +428,7 @@ async def _settings_page(
     request: Request, session: Session, services: Services, **shown: Any
 ) -> HTMLResponse:
     account_id = session.user.account_id
+    account = await _account(services, session)
     endpoints = await services.db.query(webhooks.list_endpoints, account_id)
     deliveries = {
         endpoint.id: await services.db.query(
@@ -440,10 +441,12 @@ async def _settings_page(
         services,
         session,
         "settings.html",
+        account=account,
         keys=await services.db.query(accounts.list_keys, account_id),
         endpoints=endpoints,
         deliveries=deliveries,
         users=await services.db.query(users.list_users, account_id),
+        event_key=services.keyring.open(account.sealed_event_key),
         **shown,
     )
 
@@ -498,7 +501,9 @@ async def rotate_event_key(
     request: Request, session: SessionDep, services: ServicesDep
 ) -> Response:
     await checked_form(request, session)
-    await services.db.write(accounts.rotate_event_key, session.user.account_id)
+    await services.db.write(
+        accounts.rotate_event_key, session.user.account_id, keyring=services.keyring
+    )
     services.auth.forget_account(session.user.account_id)
     return back("/settings")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import httpx
 import pytest
 
@@ -15,10 +17,19 @@ def token(tenant: Tenant) -> dict[str, str]:
     return {"Api-Token": tenant.key}
 
 
+@dataclass(frozen=True)
+class SiteTracking:
+    """The account's site-tracking credentials, as ActiveCampaign's settings show them."""
+
+    id: int
+    actid: str
+    event_key: str
+
+
 @pytest.fixture
-async def account(services: Services, tenant: Tenant) -> Account:
+async def account(services: Services, tenant: Tenant) -> SiteTracking:
     found: Account = await services.db.query(accounts.get_account, tenant.id)
-    return found
+    return SiteTracking(found.id, found.actid, services.keyring.open(found.sealed_event_key))
 
 
 async def create_contact(client: httpx.AsyncClient, tenant: Tenant, email: str) -> str:

@@ -5,20 +5,19 @@ from __future__ import annotations
 import httpx
 
 from tests.support import Tenant
-from tests.wire.activecampaign.conftest import create_contact, token
+from tests.wire.activecampaign.conftest import SiteTracking, create_contact, token
 from trackbook.accounts import service as accounts
-from trackbook.accounts.service import Account
 from trackbook.services import Services
 
 SPAWNED = {"success": 1, "message": "Event spawned"}
 
 
-def form(account: Account, **fields: str) -> dict[str, str]:
+def form(account: SiteTracking, **fields: str) -> dict[str, str]:
     return {"actid": account.actid, "key": account.event_key, **fields}
 
 
 async def test_seed_form_is_logged_with_visit_fields_as_properties(
-    client: httpx.AsyncClient, tenant: Tenant, account: Account
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking
 ) -> None:
     contact_id = await create_contact(client, tenant, "visitor@example.com")
     response = await client.post(
@@ -53,7 +52,7 @@ async def test_seed_form_is_logged_with_visit_fields_as_properties(
 
 
 async def test_unknown_contact_and_tracking_off_are_spawned_but_dropped(
-    client: httpx.AsyncClient, tenant: Tenant, account: Account
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking
 ) -> None:
     contact_id = await create_contact(client, tenant, "known@example.com")
     unknown = await client.post(
@@ -84,7 +83,7 @@ async def test_unknown_contact_and_tracking_off_are_spawned_but_dropped(
 
 
 async def test_refusals_are_success_0(
-    client: httpx.AsyncClient, tenant: Tenant, account: Account
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking
 ) -> None:
     await create_contact(client, tenant, "limits@example.com")
     visit = '{"email":"limits@example.com"}'
@@ -106,15 +105,15 @@ async def test_refusals_are_success_0(
 
 
 async def test_rotated_event_key_refuses_the_old_one(
-    client: httpx.AsyncClient, tenant: Tenant, account: Account, services: Services
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking, services: Services
 ) -> None:
-    await services.db.write(accounts.rotate_event_key, tenant.id)
+    await services.db.write(accounts.rotate_event_key, tenant.id, keyring=services.keyring)
     old = await client.post("/event", data=form(account, event="x"))
     assert old.status_code == 403
 
 
 async def test_v1_track_event_add(
-    client: httpx.AsyncClient, tenant: Tenant, account: Account
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking
 ) -> None:
     contact_id = await create_contact(client, tenant, "v1@example.com")
     url = "/admin/api.php?api_action=track_event_add&api_output=json"

@@ -8,8 +8,7 @@ import httpx
 import orjson
 
 from tests.support import Tenant
-from tests.wire.activecampaign.conftest import create_contact, token
-from trackbook.accounts.service import Account
+from tests.wire.activecampaign.conftest import SiteTracking, create_contact, token
 
 SEED_LOG = {
     "subscriberid": "157",
@@ -66,7 +65,7 @@ async def test_bad_or_missing_token_is_403(client: httpx.AsyncClient) -> None:
 
 
 async def test_whitelist_create_list_delete_with_a_space(
-    client: httpx.AsyncClient, tenant: Tenant, account: Account
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking
 ) -> None:
     created = await client.post(
         "/api/3/eventTrackingEvents",
@@ -118,7 +117,7 @@ async def test_whitelist_create_list_delete_with_a_space(
 
 
 async def test_tracking_logs_and_activities_match_the_seed(
-    client: httpx.AsyncClient, tenant: Tenant, account: Account
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking
 ) -> None:
     contact_id = await create_contact(client, tenant, "logs@example.com")
     spawned = await client.post(

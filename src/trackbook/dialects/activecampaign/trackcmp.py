@@ -50,7 +50,9 @@ async def _account_by_actid(request: Request, services: Services, actid: Any, ke
         raise TrackcmpRefused("actid and key are required", 403)
     await services.limiter.check(request, "trackcmp_actid", f"actid:{actid.strip()}")
     account = await services.db.query(accounts.find_by_actid, actid.strip())
-    if account is None or not hmac.compare_digest(account.event_key, key.strip()):
+    if account is None or not hmac.compare_digest(
+        services.keyring.open(account.sealed_event_key), key.strip()
+    ):
         raise TrackcmpRefused("Invalid actid or key", 403)
     current_account.set(account.id)
     return account
@@ -127,7 +129,7 @@ async def v1_api(
     account = await services.auth.authenticate(secret if isinstance(secret, str) else None)
     await services.limiter.check(request, "activecampaign", f"account:{account.id}")
     if params.get("actid") != account.actid or not hmac.compare_digest(
-        str(params.get("key") or ""), account.event_key
+        str(params.get("key") or ""), services.keyring.open(account.sealed_event_key)
     ):
         raise TrackcmpRefused("Invalid actid or key", 403)
     return await spawn(params, account, services)

@@ -1,7 +1,9 @@
-"""Webhook signing secrets are stored sealed with the server key, which takes more room.
+"""Webhook signing secrets and ActiveCampaign event keys are stored sealed with the
+server key, which takes more room.
 
-Secrets stored before this are sealed when a server next starts
-(`webhooks.seal_stored_secrets`): the migration does not hold the server key.
+Those stored before this are sealed when a server next starts (`seal_stored_secrets`
+in delivery/webhooks.py and accounts/service.py): the migration does not hold the
+server key.
 
 Revision ID: 0009
 Revises: 0008
@@ -22,6 +24,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("accounts") as batch_op:
+        batch_op.alter_column(
+            "event_key", existing_type=sa.String(length=40), type_=sa.String(length=255)
+        )
     with op.batch_alter_table("webhook_endpoints") as batch_op:
         batch_op.alter_column(
             "secret", existing_type=sa.String(length=80), type_=sa.String(length=255)
@@ -29,6 +35,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("accounts") as batch_op:
+        batch_op.alter_column(
+            "event_key", existing_type=sa.String(length=255), type_=sa.String(length=40)
+        )
     with op.batch_alter_table("webhook_endpoints") as batch_op:
         batch_op.alter_column(
             "secret", existing_type=sa.String(length=255), type_=sa.String(length=80)
