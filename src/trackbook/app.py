@@ -42,6 +42,9 @@ from trackbook.dialects.responses import (
     register_dialect,
     render_error,
 )
+from trackbook.dialects.segment.errors import PREFIX as SEGMENT_PREFIX
+from trackbook.dialects.segment.errors import SegmentErrors
+from trackbook.dialects.segment.routes import router as segment_router
 from trackbook.errors import DomainError, Invalid, NotFound
 from trackbook.metrics import OUTBOX_AGE, OUTBOX_DEPTH, RequestMetrics
 from trackbook.ratelimits import RateLimited, RateLimitHeaders
@@ -71,8 +74,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app = FastAPI(
         title="Trackbook",
         version=__version__,
-        summary="Contact event tracking: a native API beside FluentCRM, Octeth and "
-        "ActiveCampaign wire dialects.",
+        summary="Contact event tracking: a native API beside FluentCRM, Octeth, "
+        "ActiveCampaign and Segment wire dialects.",
         lifespan=lifespan,
     )
     app.state.services = services
@@ -93,6 +96,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     register_dialect("/admin/api.php", TrackcmpErrors())
     app.include_router(v3.router)
     app.include_router(trackcmp.router)
+    register_dialect(SEGMENT_PREFIX + "/", SegmentErrors())
+    app.include_router(segment_router)
     if settings.bench_routes:
         app.include_router(bench_router)
     _install_error_handlers(app)
