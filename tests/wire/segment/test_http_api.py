@@ -399,16 +399,21 @@ async def test_a_bad_single_call_is_a_400_and_a_bad_message_in_a_batch_is_droppe
             {"type": "track", "userId": "batcher", "messageId": "bad-1"},
             {"type": "launch", "userId": "batcher"},
             "not a message",
+            {"type": "track", "userId": "nul\u0000", "event": "Unstorable"},
         ]
     }
     answer = await client.post("/segment/v1/batch", headers=basic(tenant.key), json=batch)
     assert answer.status_code == 200
     assert answer.json() == {"success": True}
     drops = [d for d in await dropped_of(client, tenant) if d["reason"] == "invalid"]
-    errors = sorted(d["payload"]["error"] for d in drops[:3])
+    errors = sorted(d["payload"]["error"] for d in drops[:4])
     assert errors[0] == "batch.1.event is required for a track call"
     assert errors[1].startswith("batch.2.type must be one of")
     assert errors[2].startswith("batch.3.")
+    assert errors[3].startswith("batch.4.userId must not contain NUL")
+    contact = await client.get("/v1/contacts", headers=tenant.headers, params={"limit": 1000})
+    [batcher] = [c for c in contact.json()["data"] if c["external_id"] == "batcher"]
+    assert [e["event"] for e in await timeline(client, tenant, batcher["id"])] == ["Good"]
     not_a_batch = await client.post(
         "/segment/v1/batch", headers=basic(tenant.key), json={"batch": "x"}
     )

@@ -21,7 +21,7 @@ from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_em
 from trackbook.errors import Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
-from trackbook.events.validation import TITLE_MAX, check_command, parse_timestamp
+from trackbook.events.validation import TITLE_MAX, check_command, parse_timestamp, storable
 
 SOURCE = "segment"
 CONTEXT_KEY = "$context"
@@ -160,6 +160,8 @@ def _identifier(value: str | int | None, field: str) -> str | None:
     text = str(value).strip()
     if len(text) > ID_MAX:
         raise Invalid(field, f"must be at most {ID_MAX} characters")
+    if not storable(text):
+        raise Invalid(field, "must not contain NUL characters or invalid Unicode")
     return text or None
 
 

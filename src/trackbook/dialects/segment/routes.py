@@ -212,13 +212,14 @@ async def ingest(
                 outcome.drop(dropped.INVALID, message, result.message)
     if unavailable is not None:
         raise unavailable
-    await services.db.write(
-        dropped.record_many,
-        call.account.id,
-        source=SOURCE,
-        drops=outcome.drops,
-        now=services.clock.now(),
-    )
+    if outcome.drops:
+        await services.db.write(
+            dropped.record_many,
+            call.account.id,
+            source=SOURCE,
+            drops=outcome.drops,
+            now=services.clock.now(),
+        )
     return JSON(SUCCESS)
 
 
