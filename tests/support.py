@@ -6,11 +6,15 @@ import asyncio
 import os
 import socket
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
 
 from trackbook.accounts import service as accounts
 from trackbook.services import Services
@@ -110,6 +114,7 @@ UNLIMITED = dict.fromkeys(
         "rate_limit_activecampaign",
         "rate_limit_trackcmp_actid",
         "rate_limit_trackcmp_ip",
+        "rate_limit_segment",
         "rate_limit_signin",
     ),
     "1000000/second",
@@ -123,3 +128,20 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@asynccontextmanager
+async def served(app: ASGIApp) -> AsyncIterator[str]:
+    """`app` served over HTTP by uvicorn in this event loop; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving

@@ -54,7 +54,7 @@ VARIANTS: dict[str, list[dict[str, str]]] = {
 }
 
 
-API_PREFIXES = ("/v1/", "/wp-json/", "/api/", "/api.php", "/admin/api.php")
+API_PREFIXES = ("/v1/", "/wp-json/", "/api/", "/api.php", "/admin/api.php", "/segment/")
 
 
 def is_api(path: str) -> bool:
@@ -141,6 +141,11 @@ def request_for(
         return {"auth": ("wp", key), "params": params, **body}
     if path.startswith(("/api/v1/", "/api.php")):
         return {"params": params | {"APIKey": key}, "json": ids | {"APIKey": key}}
+    if path.startswith("/segment/"):
+        # Segment's write key is the Basic user name; a userId or anonymousId that is
+        # B's would make A a contact of A's own with it, so A's are used
+        segment_ids = {"userId": "matrix-user", "anonymousId": "matrix-visitor", "type": "track"}
+        return {"auth": (key, ""), "params": params, "json": {**segment_ids, "event": "m"}}
     if path.startswith("/api/3/"):
         return {"headers": {"Api-Token": key}, "params": params, **body}
     if path in ("/event", "/admin/api.php"):

@@ -22,6 +22,7 @@ from trackbook.db.engine import StorageUnavailable
 from trackbook.delivery.worker import outbox_state
 from trackbook.dialects.activecampaign import trackcmp, v3
 from trackbook.dialects.activecampaign.errors import TrackcmpErrors, V3Errors
+from trackbook.dialects.cors import IngestCors
 from trackbook.dialects.fluentcrm.errors import FluentErrors
 from trackbook.dialects.fluentcrm.rest_route import RestRoute
 from trackbook.dialects.fluentcrm.routes import PREFIX as FLUENTCRM_PREFIX
@@ -41,6 +42,9 @@ from trackbook.dialects.responses import (
     register_dialect,
     render_error,
 )
+from trackbook.dialects.segment.errors import PREFIX as SEGMENT_PREFIX
+from trackbook.dialects.segment.errors import SegmentErrors
+from trackbook.dialects.segment.routes import router as segment_router
 from trackbook.errors import DomainError, Invalid, NotFound
 from trackbook.metrics import OUTBOX_AGE, OUTBOX_DEPTH, RequestMetrics
 from trackbook.ratelimits import RateLimited, RateLimitHeaders
@@ -70,14 +74,15 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app = FastAPI(
         title="Trackbook",
         version=__version__,
-        summary="Contact event tracking: a native API beside FluentCRM, Octeth and "
-        "ActiveCampaign wire dialects.",
+        summary="Contact event tracking: a native API beside FluentCRM, Octeth, "
+        "ActiveCampaign and Segment wire dialects.",
         lifespan=lifespan,
     )
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RestRoute)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(IngestCors, services=services)
     register_dialect("/v1", NativeErrors())
     app.include_router(native_router)
     app.include_router(native_automations_router)
@@ -91,6 +96,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     register_dialect("/admin/api.php", TrackcmpErrors())
     app.include_router(v3.router)
     app.include_router(trackcmp.router)
+    register_dialect(SEGMENT_PREFIX + "/", SegmentErrors())
+    app.include_router(segment_router)
     if settings.bench_routes:
         app.include_router(bench_router)
     _install_error_handlers(app)

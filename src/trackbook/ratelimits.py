@@ -60,6 +60,7 @@ class RateLimiter:
             "activecampaign": parse(settings.rate_limit_activecampaign),
             "trackcmp_actid": parse(settings.rate_limit_trackcmp_actid),
             "trackcmp_ip": parse(settings.rate_limit_trackcmp_ip),
+            "segment": parse(settings.rate_limit_segment),
             "signin": parse(settings.rate_limit_signin),
         }
 

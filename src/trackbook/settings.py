@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     """ActiveCampaign's documented API limit, per account (v3 and v1)."""
     rate_limit_trackcmp_actid: str = "6000/minute"
     rate_limit_trackcmp_ip: str = "600/minute"
+    rate_limit_segment: str = "30000/minute"
+    """Segment's HTTP API, per account and per write key: Segment sets no hard limit and
+    asks to hear from senders above 500 requests per second."""
     rate_limit_signin: str = "20/minute"
     """Dashboard sign-in attempts per client address."""
     """trackcmp is posted to by browsers and forms: also limited per client address."""
@@ -98,6 +101,7 @@ class Settings(BaseSettings):
         "rate_limit_activecampaign",
         "rate_limit_trackcmp_actid",
         "rate_limit_trackcmp_ip",
+        "rate_limit_segment",
         "rate_limit_signin",
     )
     @classmethod

@@ -3,7 +3,6 @@ app served over HTTP by uvicorn in the test's event loop."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import subprocess
@@ -13,10 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.support import ManualClock, Tenant, free_port, make_tenant
+from tests.support import ManualClock, Tenant, make_tenant, served
 from trackbook.accounts import users
 from trackbook.app import create_app
 from trackbook.services import Services
@@ -66,20 +64,12 @@ class Live:
 @pytest.fixture
 async def live(settings: Settings, clock: ManualClock) -> AsyncIterator[Live]:
     app = create_app(settings, clock=clock)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
-        await asyncio.sleep(0.01)
-    services: Services = app.state.services
-    tenant = await make_tenant(services, "Acme Marketing")
-    email = f"marketer{tenant.id}@example.com"
-    await services.db.write(users.create_user, tenant.id, email, PASSWORD, now=clock.now())
-    yield Live(f"http://127.0.0.1:{port}", services, tenant, email)
-    server.should_exit = True
-    await serving
+    async with served(app) as base_url:
+        services: Services = app.state.services
+        tenant = await make_tenant(services, "Acme Marketing")
+        email = f"marketer{tenant.id}@example.com"
+        await services.db.write(users.create_user, tenant.id, email, PASSWORD, now=clock.now())
+        yield Live(base_url, services, tenant, email)
 
 
 @pytest.fixture

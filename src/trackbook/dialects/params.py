@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -60,3 +62,16 @@ def php_params(items: Iterable[tuple[str, str]]) -> dict[str, Any]:
                 {**existing, inner: value} if isinstance(existing, dict) else {inner: value}
             )
     return params
+
+
+def basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """The user name and password of an HTTP Basic `Authorization` header, or None."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, separator, password = decoded.partition(":")
+    return (user, password) if separator else None

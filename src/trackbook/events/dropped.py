@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,13 @@ from trackbook.metrics import EVENTS
 
 UNKNOWN_CONTACT = "unknown_contact"
 TRACKING_DISABLED = "tracking_disabled"
+INVALID = "invalid"
+"""One message of a batch the dialect could not read; the payload says why."""
+TOO_LARGE = "too_large"
+NOT_SUPPORTED = "not_supported"
+"""A kind of message Trackbook does not store (Segment's group)."""
+IDENTITY_CONFLICT = "identity_conflict"
+"""The message would join two identified contacts into one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +48,33 @@ async def record(
         )
     )
     EVENTS.labels(source, "dropped").inc()
+
+
+async def record_many(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    source: str,
+    drops: Sequence[tuple[str, dict[str, Any]]],
+    now: datetime,
+) -> None:
+    """Several (reason, payload) drops in one statement."""
+    if not drops:
+        return
+    await conn.execute(
+        dropped_events.insert(),
+        [
+            {
+                "account_id": account_id,
+                "source": source,
+                "reason": reason,
+                "payload": payload,
+                "received_at": now,
+            }
+            for reason, payload in drops
+        ],
+    )
+    EVENTS.labels(source, "dropped").inc(len(drops))
 
 
 async def newest(

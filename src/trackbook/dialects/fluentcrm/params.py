@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from typing import Any
+
+from trackbook.dialects.params import basic_credentials
 
 _TAG = re.compile(r"<[^>]*>")
 _SPACE = re.compile(r"\s+")
@@ -41,12 +41,5 @@ def php_int(value: Any) -> int | None:
 def basic_password(authorization: str | None) -> str | None:
     """The password of an HTTP Basic header; WordPress application passwords may be
     pasted with the spaces they are displayed with."""
-    scheme, _, encoded = (authorization or "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    _, separator, password = decoded.partition(":")
-    return password.replace(" ", "") if separator else None
+    credentials = basic_credentials(authorization)
+    return None if credentials is None else credentials[1].replace(" ", "")
