@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from playwright.async_api import Browser, Page, async_playwright
+from starlette.types import ASGIApp
 
 from tests.support import ManualClock, Tenant, free_port, make_tenant
 from trackbook.accounts import users
@@ -63,9 +65,9 @@ class Live:
         return httpx.AsyncClient(base_url=self.base_url, timeout=30)
 
 
-@pytest.fixture
-async def live(settings: Settings, clock: ManualClock) -> AsyncIterator[Live]:
-    app = create_app(settings, clock=clock)
+@asynccontextmanager
+async def served(app: ASGIApp) -> AsyncIterator[int]:
+    """`app` served by uvicorn on 127.0.0.1 in the test's event loop; yields the port."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -73,13 +75,22 @@ async def live(settings: Settings, clock: ManualClock) -> AsyncIterator[Live]:
     serving = asyncio.create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
         await asyncio.sleep(0.01)
-    services: Services = app.state.services
-    tenant = await make_tenant(services.db, "Acme Marketing")
-    email = f"marketer{tenant.id}@example.com"
-    await services.db.write(users.create_user, tenant.id, email, PASSWORD, now=clock.now())
-    yield Live(f"http://127.0.0.1:{port}", services, tenant, email)
-    server.should_exit = True
-    await serving
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@pytest.fixture
+async def live(settings: Settings, clock: ManualClock) -> AsyncIterator[Live]:
+    app = create_app(settings, clock=clock)
+    async with served(app) as port:
+        services: Services = app.state.services
+        tenant = await make_tenant(services.db, "Acme Marketing")
+        email = f"marketer{tenant.id}@example.com"
+        await services.db.write(users.create_user, tenant.id, email, PASSWORD, now=clock.now())
+        yield Live(f"http://127.0.0.1:{port}", services, tenant, email)
 
 
 @pytest.fixture
