@@ -2,16 +2,17 @@
    Trackbook's Segment endpoint as text/plain (a simple request: no CORS preflight).
    Plain ES2017; served minified at /t.js. See "Browser tracking" in the README. */
 ((window, document, navigator) => {
-  const stub = window.trackbook;
-  const script = document.currentScript || document.querySelector("script[data-key]");
+  const stub = window.trackbook,
+    script = document.currentScript || document.querySelector("script[data-key]");
   if (!script || (stub && !Array.isArray(stub))) return; // no tag to read, or loaded twice
 
-  const options = script.dataset;
-  const endpoint = (options.endpoint || new URL(script.src).origin).replace(/\/+$/, "") + "/segment/v1/batch";
-  const cookieTail = "; path=/; SameSite=Lax" + (location.protocol == "https:" ? "; Secure" : "");
-  const blocked = navigator.doNotTrack == "1" || window.doNotTrack == "1" || navigator.globalPrivacyControl === true;
-  const MAX_QUEUE = 100;
-  const FLUSH_MS = 1000;
+  const options = script.dataset,
+    endpoint = (options.endpoint || new URL(script.src).origin).replace(/\/+$/, "") + "/segment/v1/batch",
+    cookieTail = "; path=/; SameSite=Lax" + (location.protocol == "https:" ? "; Secure" : ""),
+    blocked = navigator.doNotTrack == "1" || navigator.globalPrivacyControl === true,
+    MAX_QUEUE = 100,
+    FLUSH_MS = 1000,
+    beaconed = new Set(); // sent with no answer to read: kept stored, resent by the next page
 
   // localStorage may be disabled or full: then the queue lives in memory only
   const load = (name) => {
@@ -33,22 +34,22 @@
     octets[6] = (octets[6] & 15) | 64; // version 4
     octets[8] = (octets[8] & 63) | 128; // RFC 4122 variant
     const hex = Array.from(octets, (octet) => (octet + 256).toString(16).slice(1)).join("");
-    return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+    return hex.replace(/(.{8})(.{4})(.{4})(.{4})/, "$1-$2-$3-$4-");
   };
 
   let consented = load("tb_consent") == "1" || (options.consent != "required" && load("tb_consent") != "0");
-  let held = []; // recorded before consent: in memory only, never sent unless consent comes
-  let queue = [];
-  let inflight = [];
-  let sending = null;
-  let timer = 0;
-  let failures = 0;
-  let referrer = document.referrer;
-  let lastUrl = "";
+  let held = [], // recorded before consent: in memory only, never sent unless consent comes
+    queue = [],
+    inflight = [],
+    sending = null,
+    timer = 0,
+    failures = 0,
+    referrer = document.referrer,
+    lastUrl = "";
 
   const save = () => consented && store("tb_queue", queue.length ? JSON.stringify(queue) : null);
   const forget = (sent) => {
-    queue = queue.filter((message) => !sent.includes(message));
+    queue = queue.filter((m) => !sent.includes(m));
     save();
   };
 
@@ -76,13 +77,14 @@
   function send() {
     clearTimeout(timer);
     timer = 0;
-    if (sending || !queue.length) return sending || Promise.resolve();
-    inflight = chunks(queue)[0];
+    const waiting = queue.filter((m) => !beaconed.has(m));
+    if (sending || !waiting.length) return sending || Promise.resolve();
+    inflight = chunks(waiting)[0];
     sending = fetch(endpoint, {
       method: "POST",
       keepalive: true,
       body: body(inflight),
-      headers: { "Content-Type": "text/plain" },
+      headers: { "Content-Type": "text/plain" }
     })
       .then((response) => {
         // any other 4xx (a bad key, a refused origin, an invalid event) fails again
@@ -101,12 +103,14 @@
     return sending;
   }
 
-  // The page may be going away: what is not already on its way leaves now. A
-  // keepalive fetch in flight outlives the page; should it fail, its events stay
-  // stored for the next visit.
+  // The page may be going away: what is not already on its way leaves now. A beacon's
+  // answer cannot be read, and a keepalive fetch in flight outlives the page, so both
+  // stay stored until answered: the next page sends them again (the messageId makes
+  // the copy a duplicate, stored once).
   const beacon = () => {
-    for (const batch of chunks(queue.filter((message) => !inflight.includes(message)))) {
-      if (navigator.sendBeacon && navigator.sendBeacon(endpoint, body(batch))) forget(batch);
+    const waiting = queue.filter((m) => !inflight.includes(m) && !beaconed.has(m));
+    for (const batch of chunks(waiting)) {
+      if (navigator.sendBeacon && navigator.sendBeacon(endpoint, body(batch))) batch.forEach((m) => beaconed.add(m));
     }
   };
 
@@ -127,7 +131,7 @@
     path: location.pathname,
     referrer,
     title: document.title,
-    search: location.search,
+    search: location.search
   });
 
   const record = (message) => {
@@ -138,14 +142,16 @@
       const value = query.get("utm_" + part);
       if (value) campaign[part == "campaign" ? "name" : part] = value;
     }
-    message.messageId = uuid();
-    message.originalTimestamp = now();
-    message.context = {
-      page: pageContext(),
-      campaign: Object.keys(campaign).length ? campaign : undefined,
-      userAgent: navigator.userAgent,
-      library: { name: "trackbook.js", version: "1.0.0" },
-    };
+    Object.assign(message, {
+      messageId: uuid(),
+      originalTimestamp: now(),
+      context: {
+        page: pageContext(),
+        campaign: Object.keys(campaign).length ? campaign : undefined,
+        userAgent: navigator.userAgent,
+        library: { name: "trackbook.js", version: "1.0.0" }
+      }
+    });
     // Trackbook, as Segment, refuses an event over 32 KB
     if (bytes(message) <= 32000) held.push(message);
     release();
@@ -177,7 +183,7 @@
     push(call) {
       const method = call[0] != "push" && api[call[0]];
       if (typeof method == "function") method.apply(api, [].slice.call(call, 1));
-    },
+    }
   };
 
   if (!blocked && consented) {
