@@ -164,7 +164,9 @@ def test_migrate_builds_an_empty_database_and_is_repeatable(empty_database_url: 
     assert "up to date" in invoke(runner, "migrate")
     assert "name: Fresh" in invoke(runner, "accounts", "create", "Fresh")
     listed = invoke(runner, "keys", "list")
-    assert listed.split() == ["prefix", "account", "name", "created", "last", "used", "revoked"]
+    assert listed.split() == [
+        *("prefix", "account", "kind", "origins", "name", "created", "last", "used", "revoked")
+    ]
 
 
 def test_lists_create_and_list(cli: CliRunner) -> None:

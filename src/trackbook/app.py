@@ -22,6 +22,7 @@ from trackbook.db.engine import StorageUnavailable
 from trackbook.delivery.worker import outbox_state
 from trackbook.dialects.activecampaign import trackcmp, v3
 from trackbook.dialects.activecampaign.errors import TrackcmpErrors, V3Errors
+from trackbook.dialects.cors import IngestCors
 from trackbook.dialects.fluentcrm.errors import FluentErrors
 from trackbook.dialects.fluentcrm.rest_route import RestRoute
 from trackbook.dialects.fluentcrm.routes import PREFIX as FLUENTCRM_PREFIX
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RestRoute)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(IngestCors, services=services)
     register_dialect("/v1", NativeErrors())
     app.include_router(native_router)
     app.include_router(native_automations_router)

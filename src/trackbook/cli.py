@@ -111,7 +111,15 @@ def _show_account(account: Account) -> None:
 
 
 def _show_key(issued: IssuedKey) -> None:
-    out.print(f"API key for account {issued.key.account_id} (shown once, store it now):")
+    key = issued.key
+    if key.kind is accounts.KeyKind.PUBLISHABLE:
+        origins = ", ".join(key.allowed_origins) or "any origin"
+        out.print(
+            f"Publishable key for account {key.account_id}, for sending events only, "
+            f"from {origins} (shown once, store it now):"
+        )
+    else:
+        out.print(f"API key for account {key.account_id} (shown once, store it now):")
     out.print(issued.secret)
 
 
@@ -404,9 +412,25 @@ def accounts_set(
 def keys_create(
     account: Annotated[int, typer.Option("--account", help="Account id.")],
     name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    publishable: Annotated[
+        bool,
+        typer.Option(
+            "--publishable", help="A key that can only send events, to embed in web pages."
+        ),
+    ] = False,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--origin", help="A site a publishable key may be used from (repeatable; none: any)."
+        ),
+    ] = None,
 ) -> None:
     """Create an API key; it is shown once."""
-    _show_key(_write(accounts.create_key, account, now=clock.now(), name=name))
+    kind = accounts.KeyKind.PUBLISHABLE if publishable else accounts.KeyKind.SECRET
+    issued = _write(
+        accounts.create_key, account, now=clock.now(), name=name, kind=kind, origins=origin or ()
+    )
+    _show_key(issued)
 
 
 @keys_app.command("list")
@@ -419,11 +443,13 @@ def keys_list(
         return await db.query(accounts.list_keys, account)
 
     _print_table(
-        ("prefix", "account", "name", "created", "last used", "revoked"),
+        ("prefix", "account", "kind", "origins", "name", "created", "last used", "revoked"),
         [
             (
                 key.prefix + "…",
                 str(key.account_id),
+                key.kind.value,
+                " ".join(key.allowed_origins) or "-",
                 key.name or "-",
                 _when(key.created_at),
                 _when(key.last_used_at),

@@ -15,3 +15,10 @@ class KeyNotFound(NotFound):
 
 class Unauthenticated(DomainError):
     code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    """A valid key that may not do this: a publishable key outside the routes that
+    record events, or used from an origin it does not list."""
+
+    code = "forbidden"

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import secrets
 import string
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,8 +20,19 @@ from trackbook.accounts.errors import AccountNotFound, KeyNotFound
 from trackbook.db.tables import accounts, api_keys
 from trackbook.errors import Conflict, Invalid
 
-KEY_MARKER = "tb_live_"
-PREFIX_LENGTH = len(KEY_MARKER) + 8
+
+class KeyKind(enum.StrEnum):
+    SECRET = "secret"  # noqa: S105 - the name of a kind, not a password
+    """Every route of every dialect."""
+    PUBLISHABLE = "publishable"
+    """Only the routes that record events: safe to embed in a web page or an app."""
+
+
+# A key is its kind's marker and 40 random characters; the marker and the first 8 of
+# those are its visible prefix, which names it in lists and revocations.
+KEY_MARKERS = {KeyKind.SECRET: "tb_live_", KeyKind.PUBLISHABLE: "tb_pub_"}
+PREFIX_RANDOM = 8
+MAX_ORIGINS = 50
 _KEY_ALPHABET = string.ascii_letters + string.digits
 # last_used_at is a hint for people rotating keys, not an audit log: writing it on
 # every request would put a write on the hot path, so it is refreshed at most this often.
@@ -47,6 +61,9 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    kind: KeyKind
+    allowed_origins: tuple[str, ...]
+    """Origins a publishable key may be used from in a browser; empty: any."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +76,47 @@ class IssuedKey:
 
 def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def key_kind(text: str) -> KeyKind | None:
+    """The kind of key that `text` (a key or a prefix of one) is, by its marker."""
+    for kind, marker in KEY_MARKERS.items():
+        if text.startswith(marker):
+            return kind
+    return None
+
+
+def prefix_length(kind: KeyKind) -> int:
+    return len(KEY_MARKERS[kind]) + PREFIX_RANDOM
+
+
+def normalise_origin(origin: str, field: str = "origin") -> str:
+    """A web origin as browsers send it in the Origin header: scheme://host[:port],
+    lower-case, without the scheme's default port, path, query or fragment."""
+    invalid = Invalid(field, f"must be an origin such as https://www.example.com: {origin!r}")
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        raise invalid from None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host or parts.username or parts.password:
+        raise invalid
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise invalid
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + ("" if port in (None, default_port) else f":{port}")
+
+
+def _origins(kind: KeyKind, origins: Iterable[str]) -> list[str] | None:
+    listed = list(dict.fromkeys(normalise_origin(origin, "origins") for origin in origins))
+    if listed and kind is not KeyKind.PUBLISHABLE:
+        raise Invalid("origins", "are only for publishable keys: a secret key has none")
+    if len(listed) > MAX_ORIGINS:
+        raise Invalid("origins", f"must be at most {MAX_ORIGINS}")
+    return listed or None
 
 
 def _account(row: sa.Row[tuple[object, ...]]) -> Account:
@@ -82,6 +140,8 @@ def _api_key(row: sa.Row[tuple[object, ...]]) -> ApiKey:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        kind=KeyKind(row.kind),
+        allowed_origins=tuple(row.allowed_origins or ()),
     )
 
 
@@ -196,19 +256,30 @@ async def find_by_actid(conn: AsyncConnection, actid: str) -> Account | None:
 
 
 async def create_key(
-    conn: AsyncConnection, account_id: int, *, now: datetime, name: str = ""
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    now: datetime,
+    name: str = "",
+    kind: KeyKind = KeyKind.SECRET,
+    origins: Iterable[str] = (),
 ) -> IssuedKey:
+    """A new key of `kind`; `origins` (publishable keys only) limits where browsers may
+    use it from."""
+    allowed_origins = _origins(kind, origins)
     await get_account(conn, account_id)
-    secret = KEY_MARKER + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(40))
+    secret = KEY_MARKERS[kind] + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(40))
     row = (
         await conn.execute(
             api_keys.insert()
             .values(
                 account_id=account_id,
                 name=name.strip(),
-                prefix=secret[:PREFIX_LENGTH],
+                prefix=secret[: prefix_length(kind)],
                 key_hash=hash_key(secret),
                 created_at=now,
+                kind=kind.value,
+                allowed_origins=allowed_origins,
             )
             .returning(*api_keys.c)
         )
@@ -228,12 +299,14 @@ async def revoke_key(
 ) -> ApiKey:
     """Revoke the one live key whose prefix starts with `prefix` (at least the marker + 4),
     of the given account only when one is given (the dashboard), else of any (the CLI)."""
-    if len(prefix) < len(KEY_MARKER) + 4:
-        raise Invalid("prefix", f"must be at least {len(KEY_MARKER) + 4} characters")
+    kind = key_kind(prefix)
+    if kind is None or len(prefix) < len(KEY_MARKERS[kind]) + 4:
+        markers = " or ".join(KEY_MARKERS.values())
+        raise Invalid("prefix", f"must be {markers} and at least 4 more characters")
     rows = (
         await conn.execute(
             sa.select(api_keys.c.id).where(
-                api_keys.c.prefix.startswith(prefix[:PREFIX_LENGTH], autoescape=True),
+                api_keys.c.prefix.startswith(prefix[: prefix_length(kind)], autoescape=True),
                 api_keys.c.revoked_at.is_(None),
                 sa.true() if account_id is None else api_keys.c.account_id == account_id,
             )
@@ -259,11 +332,14 @@ class KeyMatch:
     account: Account
     key_id: int
     last_used_at: datetime | None
+    kind: KeyKind
+    allowed_origins: tuple[str, ...]
 
 
 async def find_key(conn: AsyncConnection, secret: str) -> KeyMatch | None:
     """The live key matching `secret`, compared by hash in constant time, or None."""
-    if not secret.startswith(KEY_MARKER) or len(secret) <= PREFIX_LENGTH:
+    kind = key_kind(secret)
+    if kind is None or len(secret) <= prefix_length(kind):
         return None
     digest = hash_key(secret)
     rows = await conn.execute(
@@ -271,16 +347,50 @@ async def find_key(conn: AsyncConnection, secret: str) -> KeyMatch | None:
             api_keys.c.id.label("key_id"),
             api_keys.c.key_hash,
             api_keys.c.last_used_at,
+            api_keys.c.kind.label("key_kind"),
+            api_keys.c.allowed_origins,
             *accounts.c,
         )
         .join(accounts, accounts.c.id == api_keys.c.account_id)
-        .where(api_keys.c.prefix == secret[:PREFIX_LENGTH], api_keys.c.revoked_at.is_(None))
+        .where(api_keys.c.prefix == secret[: prefix_length(kind)], api_keys.c.revoked_at.is_(None))
     )
     match = None
     for row in rows:
         if hmac.compare_digest(row.key_hash, digest):
-            match = KeyMatch(_account(row), row.key_id, row.last_used_at)
+            match = KeyMatch(
+                _account(row),
+                row.key_id,
+                row.last_used_at,
+                KeyKind(row.key_kind),
+                tuple(row.allowed_origins or ()),
+            )
     return match
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserOrigins:
+    """The origins some live publishable key may be used from: what a CORS preflight,
+    which carries no key, is answered for."""
+
+    any_origin: bool
+    listed: frozenset[str]
+
+    def allow(self, origin: str) -> bool:
+        return self.any_origin or origin in self.listed
+
+
+async def browser_origins(conn: AsyncConnection) -> BrowserOrigins:
+    # Across accounts, as find_key: a preflight names no account, only an origin.
+    rows = await conn.execute(
+        sa.select(api_keys.c.allowed_origins).where(
+            api_keys.c.kind == KeyKind.PUBLISHABLE.value, api_keys.c.revoked_at.is_(None)
+        )
+    )
+    lists = [tuple(row.allowed_origins or ()) for row in rows]
+    return BrowserOrigins(
+        any_origin=any(not origins for origins in lists),
+        listed=frozenset(origin for origins in lists for origin in origins),
+    )
 
 
 def needs_last_used_update(match: KeyMatch, now: datetime) -> bool:

@@ -49,6 +49,10 @@ api_keys = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("last_used_at", UTCDateTime(), nullable=True),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    # `secret` keys reach every route; `publishable` ones only record events (they sit
+    # in web pages), from the origins listed here (null or empty: any origin).
+    sa.Column("kind", sa.String(16), nullable=False, server_default="secret"),
+    sa.Column("allowed_origins", Json, nullable=True),
     sa.UniqueConstraint("account_id", "prefix"),
     sa.Index(None, "prefix"),
 )

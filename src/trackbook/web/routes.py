@@ -471,12 +471,19 @@ async def set_tracking(request: Request, session: SessionDep, services: Services
 @router.post("/settings/keys")
 async def create_key(request: Request, session: SessionDep, services: ServicesDep) -> Response:
     form = await checked_form(request, session)
-    issued = await services.db.write(
-        accounts.create_key,
-        session.user.account_id,
-        now=services.clock.now(),
-        name=str(form.get("name", "")).strip() or "dashboard",
-    )
+    publishable = form.get("kind") == accounts.KeyKind.PUBLISHABLE.value
+    try:
+        issued = await services.db.write(
+            accounts.create_key,
+            session.user.account_id,
+            now=services.clock.now(),
+            name=str(form.get("name", "")).strip() or "dashboard",
+            kind=accounts.KeyKind.PUBLISHABLE if publishable else accounts.KeyKind.SECRET,
+            origins=str(form.get("origins", "")).replace(",", " ").split(),
+        )
+    except DomainError as error:
+        return await _settings_page(request, session, services, error=error.message)
+    services.auth.forget_account(session.user.account_id)
     return await _settings_page(request, session, services, new_key=issued.secret)
 
 

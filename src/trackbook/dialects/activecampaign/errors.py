@@ -10,7 +10,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from trackbook.accounts.errors import Unauthenticated
+from trackbook.accounts.errors import Forbidden, Unauthenticated
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.dialects.responses import JSON, ErrorReply
 from trackbook.errors import DomainError, Invalid, NotFound
@@ -100,7 +100,7 @@ def _problem(problem: Any) -> dict[str, Any]:
 class V3Errors:
     def reply_for(self, error: DomainError) -> ErrorReply:
         match error:
-            case Unauthenticated():
+            case Unauthenticated() | Forbidden():
                 return ErrorReply(403, error.code, error.message, body={"message": "Forbidden"})
             case FieldError():
                 body = _errors(error.title, error.error_code, f"/data/attributes/{error.attribute}")
@@ -137,7 +137,7 @@ class TrackcmpErrors:
     def reply_for(self, error: DomainError) -> ErrorReply:
         if isinstance(error, TrackcmpRefused):
             return ErrorReply(error.status, error.code, error.message)
-        if isinstance(error, Unauthenticated):
+        if isinstance(error, Unauthenticated | Forbidden):
             return ErrorReply(403, error.code, "You are not authorized to access this file")
         return ErrorReply(400, error.code, error.message)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from trackbook.accounts.errors import Unauthenticated
+from trackbook.accounts.errors import Forbidden, Unauthenticated
 from trackbook.contacts.errors import ContactConflict, ContactNotFound
 from trackbook.dialects.params import MalformedJson
 from trackbook.dialects.responses import JSON, ErrorReply
@@ -37,6 +37,9 @@ class FluentErrors:
             case Unauthenticated():
                 body = _wordpress(401, "rest_forbidden", "Sorry, you are not allowed to do that.")
                 return ErrorReply(401, error.code, error.message, body=body)
+            case Forbidden():
+                body = _wordpress(403, "rest_forbidden", "Sorry, you are not allowed to do that.")
+                return ErrorReply(403, error.code, error.message, body=body)
             case TrackingDisabled():
                 body = {"message": "Event Tracker is not enabled", "error_code": "not_enabled"}
                 return ErrorReply(422, error.code, error.message, body=body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from trackbook.accounts.errors import Unauthenticated
+from trackbook.accounts.errors import Forbidden, Unauthenticated
 from trackbook.dialects.responses import ErrorReply, native_error
 from trackbook.errors import Conflict, DomainError, Invalid, NotFound
 from trackbook.events.errors import TrackingDisabled
@@ -35,6 +35,8 @@ def reply_for(error: DomainError, path: str = "") -> ErrorReply:
             return ErrorReply(
                 401, error.code, error.message, headers={"WWW-Authenticate": "Bearer"}
             )
+        case Forbidden():
+            return ErrorReply(403, error.code, error.message)
         case NotFound():
             return ErrorReply(404, error.code, error.message)
         case Conflict():

@@ -15,6 +15,7 @@ from trackbook.contacts import privacy
 from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact, ContactList, check_status
+from trackbook.dialects.cors import ingest_account
 from trackbook.dialects.native.errors import as_track_error, reply_for
 from trackbook.dialects.native.models import (
     AccountPatchIn,
@@ -43,13 +44,17 @@ router = APIRouter(prefix="/v1")
 ServicesDep = Annotated[Services, Depends(services_of)]
 
 
+def _bearer(authorization: str | None) -> str:
+    scheme, _, secret = (authorization or "").partition(" ")
+    return secret.strip() if scheme.lower() == "bearer" else ""
+
+
 async def current_account(
     request: Request,
     services: ServicesDep,
     authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
 ) -> Account:
-    scheme, _, secret = (authorization or "").partition(" ")
-    presented = secret.strip() if scheme.lower() == "bearer" else ""
+    presented = _bearer(authorization)
     account = await services.auth.authenticate(presented)
     await services.limiter.check(
         request, "native", f"account:{account.id}", key_identity(presented)
@@ -57,7 +62,24 @@ async def current_account(
     return account
 
 
+async def ingesting_account(
+    request: Request,
+    services: ServicesDep,
+    authorization: Annotated[
+        str | None, Header(description="Bearer <API key>, secret or publishable")
+    ] = None,
+) -> Account:
+    """As current_account, for the routes a publishable key may call too."""
+    presented = _bearer(authorization)
+    account = await ingest_account(request, services, presented)
+    await services.limiter.check(
+        request, "native", f"account:{account.id}", key_identity(presented)
+    )
+    return account
+
+
 AccountDep = Annotated[Account, Depends(current_account)]
+IngestAccountDep = Annotated[Account, Depends(ingesting_account)]
 
 
 def _account_body(account: Account) -> dict[str, Any]:
@@ -135,7 +157,7 @@ async def patch_account(body: AccountPatchIn, account: AccountDep, services: Ser
 
 
 @router.post("/track", status_code=201, tags=["events"])
-async def track(body: TrackIn, account: AccountDep, services: ServicesDep) -> JSON:
+async def track(body: TrackIn, account: IngestAccountDep, services: ServicesDep) -> JSON:
     """Records one event; answers after it is committed. Replaying a `message_id`
     answers 200 with the original event and `duplicate: true`."""
     try:
@@ -146,7 +168,7 @@ async def track(body: TrackIn, account: AccountDep, services: ServicesDep) -> JS
 
 
 @router.post("/batch", tags=["events"])
-async def batch(body: BatchIn, account: AccountDep, services: ServicesDep) -> JSON:
+async def batch(body: BatchIn, account: IngestAccountDep, services: ServicesDep) -> JSON:
     """Up to 1000 events; each is stored or refused on its own."""
     limit = services.settings.batch_max_events
     if len(body.events) > limit:
@@ -195,7 +217,7 @@ def _batch_result(index: int, outcome: TrackResult | Exception) -> dict[str, Any
 
 
 @router.post("/identify", tags=["contacts"])
-async def identify(body: IdentifyIn, account: AccountDep, services: ServicesDep) -> JSON:
+async def identify(body: IdentifyIn, account: IngestAccountDep, services: ServicesDep) -> JSON:
     """Links an anonymous id to a contact; its earlier events move to that contact."""
     changes = _traits(body.traits or {})
     contact = await services.db.write(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from trackbook.accounts.errors import Unauthenticated
+from trackbook.accounts.errors import Forbidden, Unauthenticated
 from trackbook.contacts.errors import ContactConflict
 from trackbook.dialects.params import MalformedJson
 from trackbook.dialects.responses import JSON, ErrorReply
@@ -20,6 +20,7 @@ TOO_LARGE = 16
 MALFORMED = 17
 BEYOND_LIMITS = 18
 RATE_LIMITED = 19
+FORBIDDEN = 20
 
 
 class OctethErrors(DomainError):
@@ -45,6 +46,9 @@ class OctethWire:
             case Unauthenticated():
                 errors = [(UNAUTHENTICATED, "Invalid or missing API key")]
                 return ErrorReply(401, error.code, error.message, body=_body(errors))
+            case Forbidden():
+                errors = [(FORBIDDEN, error.message)]
+                return ErrorReply(403, error.code, error.message, body=_body(errors))
             case ContactConflict():
                 errors = [(UUID_CONFLICT, error.message)]
                 return ErrorReply(409, error.code, error.message, body=_body(errors))

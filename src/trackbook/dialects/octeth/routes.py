@@ -16,6 +16,7 @@ from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ListNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
+from trackbook.dialects.cors import ingest_account
 from trackbook.dialects.octeth.errors import MALFORMED, UNKNOWN_COMMAND, OctethErrors
 from trackbook.dialects.params import merged_params
 from trackbook.dialects.responses import JSON
@@ -51,13 +52,19 @@ async def api_key(
     authorization: Annotated[str | None, Header()] = None,
 ) -> Account:
     """The `APIKey` parameter, or `Authorization: Bearer <key>`; then Octeth's limits:
-    event.track and website_events.properties each have their own."""
+    event.track and website_events.properties each have their own. A publishable key
+    may only event.track."""
     scheme, _, bearer = (authorization or "").partition(" ")
     presented = params.get("apikey") or (bearer.strip() if scheme.lower() == "bearer" else None)
     secret = presented if isinstance(presented, str) else None
-    account = await services.auth.authenticate(secret)
-    command = (_text(params.get("command")) or "").lower()
-    reading = request.url.path.endswith(PROPERTIES) or command == PROPERTIES
+    path = request.url.path
+    default = "" if path == "/api.php" else "event.track"
+    command = (_text(params.get("command")) or default).lower()
+    reading = path.endswith(PROPERTIES) or command == PROPERTIES
+    if not reading and command == "event.track":
+        account = await ingest_account(request, services, secret)
+    else:
+        account = await services.auth.authenticate(secret)
     await services.limiter.check(
         request,
         "octeth_properties" if reading else "octeth_track",
