@@ -55,6 +55,7 @@ from trackbook.web.errors import WebErrors
 from trackbook.web.headers import SecurityHeaders
 from trackbook.web.routes import router as web_router
 from trackbook.web.session import BadCsrf, SignInRequired, signin_url
+from trackbook.web.tracker import router as tracker_router
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def _install_dashboard(app: FastAPI) -> None:
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=Path(web.__file__).parent / "static"), "static")
     app.include_router(web_router)
+    app.include_router(tracker_router)
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(_: Request, error: Exception) -> Response:
