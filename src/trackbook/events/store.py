@@ -1,35 +1,128 @@
-"""Writing a group of events in one transaction: the SQL behind track()."""
+"""Writing a group of events in one transaction: the SQL behind track().
+
+The group runs as synchronous SQLAlchemy work (`Database.run_transaction`). Each table
+is written with one statement per group, whatever its size: the rows go in as arrays
+(PostgreSQL `unnest`), a JSON array (SQLite `json_each`) or one executemany, so that
+an event costs the database's work and little Python.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.automations.triggers import start_side_effects
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
-from trackbook.contacts.service import resolve_contacts
-from trackbook.db.tables import (
-    event_message_ids,
-    event_names,
-    event_properties,
-    event_summaries,
-    events,
-    list_event_properties,
-)
+from trackbook.contacts.service import find_or_create_contacts
+from trackbook.db.tables import event_message_ids, events, list_event_properties
 from trackbook.db.upsert import upsert
 from trackbook.events.model import PendingEvent, TrackResult
 
 Outcome = TrackResult | ContactNotFound
 
+_EVENT_COLUMNS = (
+    "account_id, contact_id, name, title, value, properties, source, message_id, list_id, "
+    "occurred_at, received_at"
+)
+_SUMMARY_KEY = "account_id, contact_id, name, title, series"
+_SUMMARY_COLUMNS = f"{_SUMMARY_KEY}, counter, last_value, provider, created_at, updated_at"
+# One counter per key however many events of the group it counts (the key is unique in
+# the statement), in key order so that two processes lock counters in the same order.
+_COUNT_SUMMARIES = f"""
+ON CONFLICT ({_SUMMARY_KEY}) DO UPDATE SET
+    counter = event_summaries.counter + excluded.counter,
+    last_value = excluded.last_value,
+    provider = excluded.provider,
+    updated_at = excluded.updated_at
+RETURNING id, {_SUMMARY_KEY}"""
+# A name whitelisted before it was ever tracked has count 0 and placeholder times that
+# the first events replace.
+_COUNT_NAMES = """
+ON CONFLICT (account_id, name) DO UPDATE SET
+    count = event_names.count + excluded.count,
+    first_seen = CASE
+        WHEN event_names.count = 0 THEN excluded.first_seen
+        WHEN excluded.first_seen < event_names.first_seen THEN excluded.first_seen
+        ELSE event_names.first_seen END,
+    last_seen = CASE
+        WHEN event_names.count = 0 THEN excluded.last_seen
+        WHEN excluded.last_seen > event_names.last_seen THEN excluded.last_seen
+        ELSE event_names.last_seen END"""
 
-async def _replayed(
-    conn: AsyncConnection, group: list[PendingEvent]
-) -> dict[tuple[int, str], TrackResult]:
+# PostgreSQL: each statement takes one array per column, so its text (and its prepared
+# statement) is the same for a group of 1 or of 1000. The ids are drawn in the CTE and
+# returned by position, which ties each id to its row without relying on the order of
+# RETURNING.
+_PG_INSERT_EVENTS = f"""
+WITH new AS (
+    SELECT nextval('events_id_seq') AS id, e.*
+    FROM unnest(
+        $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[]
+    ) WITH ORDINALITY AS e({_EVENT_COLUMNS}, position)
+), stored AS (
+    INSERT INTO events (id, {_EVENT_COLUMNS})
+    SELECT id, account_id, contact_id, name, title, value, properties::jsonb, source,
+        message_id, list_id, occurred_at, received_at
+    FROM new
+), message_keys AS (
+    INSERT INTO event_message_ids (account_id, message_id, event_id)
+    SELECT account_id, message_id, id FROM new WHERE message_id IS NOT NULL
+)
+SELECT id FROM new ORDER BY position"""
+_PG_COUNT_SUMMARIES = f"""
+INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
+SELECT {_SUMMARY_KEY}, counter, last_value, provider, $9::timestamptz, $9::timestamptz
+FROM unnest(
+    $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+    $7::text[], $8::text[]
+) WITH ORDINALITY AS s({_SUMMARY_KEY}, counter, last_value, provider, position)
+ORDER BY position{_COUNT_SUMMARIES}"""
+_PG_COUNT_NAMES = f"""
+INSERT INTO event_names (account_id, name, count, first_seen, last_seen)
+SELECT account_id, name, count, first_seen, last_seen
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
+    WITH ORDINALITY AS n(account_id, name, count, first_seen, last_seen, position)
+ORDER BY position{_COUNT_NAMES}"""
+_PG_ADD_PROPERTIES = """
+INSERT INTO event_properties (account_id, event_name, name, first_seen)
+SELECT account_id, event_name, name, first_seen
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
+    WITH ORDINALITY AS p(account_id, event_name, name, first_seen, position)
+ORDER BY position
+ON CONFLICT DO NOTHING"""
+
+# SQLite: the writer holds the database's write lock (BEGIN IMMEDIATE), so the ids
+# after the largest one are free; they are the ids SQLite itself would have given.
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events (id, {_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_MESSAGE_KEYS = (
+    "INSERT INTO event_message_ids (account_id, message_id, event_id) VALUES (?, ?, ?)"
+)
+# WHERE true: SQLite's grammar needs it between a SELECT and ON CONFLICT.
+_SQLITE_COUNT_SUMMARIES = f"""
+INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+    value ->> 6, value ->> 7, ?, ?
+FROM json_each(?) WHERE true ORDER BY key{_COUNT_SUMMARIES}"""
+_SQLITE_COUNT_NAMES = (
+    "INSERT INTO event_names (account_id, name, count, first_seen, last_seen) "
+    f"VALUES (?, ?, ?, ?, ?){_COUNT_NAMES}"
+)
+_SQLITE_ADD_PROPERTIES = (
+    "INSERT INTO event_properties (account_id, event_name, name, first_seen) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def _replayed(conn: sa.Connection, group: list[PendingEvent]) -> dict[tuple[int, str], TrackResult]:
     """Events already stored under the message ids of this group."""
     by_account: dict[int, set[str]] = defaultdict(set)
     for pending in group:
@@ -40,18 +133,16 @@ async def _replayed(
         # the keys first (a primary-key lookup), then only the events they name: joining
         # the partitioned events table by id alone would visit every partition
         known = dict(
-            (
-                await conn.execute(
-                    sa.select(event_message_ids.c.event_id, event_message_ids.c.message_id).where(
-                        event_message_ids.c.account_id == account_id,
-                        event_message_ids.c.message_id.in_(message_ids),
-                    )
+            conn.execute(
+                sa.select(event_message_ids.c.event_id, event_message_ids.c.message_id).where(
+                    event_message_ids.c.account_id == account_id,
+                    event_message_ids.c.message_id.in_(message_ids),
                 )
             ).all()
         )
         if not known:
             continue
-        rows = await conn.execute(
+        rows = conn.execute(
             sa.select(
                 events.c.id, events.c.contact_id, events.c.occurred_at, events.c.received_at
             ).where(events.c.account_id == account_id, events.c.id.in_(list(known)))
@@ -63,8 +154,8 @@ async def _replayed(
     return found
 
 
-async def _contact_ids(
-    conn: AsyncConnection, group: list[PendingEvent], *, now: datetime
+def _contact_ids(
+    conn: sa.Connection, group: list[PendingEvent], *, now: datetime
 ) -> dict[tuple[int, ContactRef], int | ContactNotFound]:
     wanted: dict[int, dict[ContactRef, UnknownContact]] = defaultdict(dict)
     for pending in group:
@@ -73,13 +164,13 @@ async def _contact_ids(
         )
     resolved: dict[tuple[int, ContactRef], int | ContactNotFound] = {}
     for account_id, refs in wanted.items():
-        for ref, outcome in (await resolve_contacts(conn, account_id, refs, now=now)).items():
+        for ref, outcome in find_or_create_contacts(conn, account_id, refs, now=now).items():
             resolved[account_id, ref] = outcome
     return resolved
 
 
-async def write_group(
-    conn: AsyncConnection,
+def write_group(
+    conn: sa.Connection,
     group: list[PendingEvent],
     *,
     now: datetime,
@@ -92,8 +183,8 @@ async def write_group(
     any exception means the whole transaction must be rolled back.
     """
     side_effects = 0
-    replayed = await _replayed(conn, group)
-    contact_ids = await _contact_ids(conn, group, now=now)
+    replayed = _replayed(conn, group)
+    contact_ids = _contact_ids(conn, group, now=now)
     outcomes: list[Outcome | None] = [None] * len(group)
     to_insert: list[int] = []
     first_of_message: dict[tuple[int, str], int] = {}
@@ -118,28 +209,12 @@ async def write_group(
 
     if to_insert:
         rows = [_event_row(group[index], contact_ids) for index in to_insert]
-        inserted = await conn.execute(
-            sa.insert(events).returning(events.c.id, sort_by_parameter_order=True), rows
-        )
-        for row, event_id in zip(rows, inserted.scalars(), strict=True):
+        for row, event_id in zip(rows, _insert_events(conn, rows), strict=True):
             row["id"] = event_id
-        keys = [
-            {
-                "account_id": row["account_id"],
-                "message_id": row["message_id"],
-                "event_id": row["id"],
-            }
-            for row in rows
-            if row["message_id"] is not None
-        ]
-        if keys:
-            # the unique key: a message id stored meanwhile by another process fails the
-            # group here, and the writer then stores each event alone (a duplicate)
-            await conn.execute(sa.insert(event_message_ids), keys)
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
-        summary_ids = await _count_summaries(conn, stored, now=now)
-        await _catalog(conn, stored)
-        side_effects = await start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
+        summary_ids = _count_summaries(conn, stored, now=now)
+        _catalog(conn, rows)
+        side_effects = start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
         for index, row in zip(to_insert, rows, strict=True):
             outcomes[index] = TrackResult(
                 row["id"],
@@ -178,13 +253,76 @@ def _event_row(
     }
 
 
-async def _count_summaries(
-    conn: AsyncConnection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
+def _json(value: Any) -> str:
+    # As SQLAlchemy's JSON type stores it: None becomes the JSON null, not SQL NULL.
+    return orjson.dumps(value).decode()
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays PostgreSQL unnests."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Inserts the rows and their message-id keys; the new ids in the rows' order.
+
+    The message-id key is unique: one stored meanwhile by another process fails the
+    group here, and the writer then stores each event alone (as a duplicate)."""
+    values = [
+        (
+            row["account_id"],
+            row["contact_id"],
+            row["name"],
+            row["title"],
+            row["value"],
+            _json(row["properties"]),
+            row["source"],
+            row["message_id"],
+            row["list_id"],
+        )
+        for row in rows
+    ]
+    if conn.dialect.name == "postgresql":
+        columns = _columns(values, 9)
+        columns.append([row["occurred_at"] for row in rows])
+        columns.append([row["received_at"] for row in rows])
+        return list(conn.exec_driver_sql(_PG_INSERT_EVENTS, tuple(columns)).scalars())
+    last = conn.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0
+    ids = list(range(last + 1, last + 1 + len(rows)))
+    conn.exec_driver_sql(
+        _SQLITE_INSERT_EVENTS,
+        [
+            (event_id, *value, _sqlite_time(row["occurred_at"]), _sqlite_time(row["received_at"]))
+            for event_id, value, row in zip(ids, values, rows, strict=True)
+        ],
+    )
+    keys = [
+        (row["account_id"], row["message_id"], event_id)
+        for row, event_id in zip(rows, ids, strict=True)
+        if row["message_id"] is not None
+    ]
+    if keys:
+        conn.exec_driver_sql(_SQLITE_INSERT_MESSAGE_KEYS, keys)
+    return ids
+
+
+def _count_summaries(
+    conn: sa.Connection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
 ) -> dict[int, int]:
     """Counts each event in its (contact, name, title) counter; returns the counter id
-    of every event id. One upsert per counter however many events of the group it
-    counts, in key order so that two processes lock counters in the same order."""
-    summaries: dict[tuple[int, int, str, str, int], dict[str, Any]] = {}
+    of every event id."""
+    summaries: dict[tuple[int, int, str, str, int], list[Any]] = {}
     counted_in: dict[int, tuple[int, int, str, str, int]] = {}
     for pending, row in stored:
         series = 0 if pending.command.repeatable else row["id"]
@@ -193,106 +331,65 @@ async def _count_summaries(
         provider = pending.command.provider or row["source"]
         summary = summaries.get(key)
         if summary is None:
-            summaries[key] = {
-                "account_id": key[0],
-                "contact_id": key[1],
-                "name": key[2],
-                "title": key[3],
-                "series": series,
-                "counter": 1,
-                "last_value": row["value"],
-                "provider": provider,
-                "created_at": now,
-                "updated_at": now,
-            }
+            summaries[key] = [*key, 1, row["value"], provider]
         else:
-            summary["counter"] += 1
-            summary["last_value"] = row["value"]
-            summary["provider"] = provider
-    keys = sorted(summaries)
-    statement = upsert(conn, event_summaries)
-    upserted = await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["account_id", "contact_id", "name", "title", "series"],
-            set_={
-                "counter": event_summaries.c.counter + statement.excluded.counter,
-                "last_value": statement.excluded.last_value,
-                "provider": statement.excluded.provider,
-                "updated_at": statement.excluded.updated_at,
-            },
-        ).returning(event_summaries.c.id, sort_by_parameter_order=True),
-        [summaries[key] for key in keys],
-    )
-    summary_ids = dict(zip(keys, upserted.scalars(), strict=True))
+            summary[5] += 1
+            summary[6] = row["value"]
+            summary[7] = provider
+    ordered = [summaries[key] for key in sorted(summaries)]
+    if conn.dialect.name == "postgresql":
+        upserted = conn.exec_driver_sql(_PG_COUNT_SUMMARIES, (*_columns(ordered, 8), now))
+    else:
+        stamp = _sqlite_time(now)
+        upserted = conn.exec_driver_sql(_SQLITE_COUNT_SUMMARIES, (stamp, stamp, _json(ordered)))
+    summary_ids = {
+        (account_id, contact_id, name, title, series): summary_id
+        for summary_id, account_id, contact_id, name, title, series in upserted
+    }
     return {event_id: summary_ids[key] for event_id, key in counted_in.items()}
 
 
-async def _catalog(
-    conn: AsyncConnection, stored: list[tuple[PendingEvent, dict[str, Any]]]
-) -> None:
-    names: dict[tuple[int, str], dict[str, Any]] = {}
+def _catalog(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    names: dict[tuple[int, str], list[Any]] = {}
     properties: set[tuple[int, str, str]] = set()
     list_properties: set[tuple[int, int, str, str]] = set()
-    for _, row in stored:
+    for row in rows:
         key = (row["account_id"], row["name"])
+        occurred_at = row["occurred_at"]
         seen = names.get(key)
         if seen is None:
-            names[key] = {
-                "account_id": key[0],
-                "name": key[1],
-                "count": 1,
-                "first_seen": row["occurred_at"],
-                "last_seen": row["occurred_at"],
-            }
+            names[key] = [*key, 1, occurred_at, occurred_at]
         else:
-            seen["count"] += 1
-            seen["first_seen"] = min(seen["first_seen"], row["occurred_at"])
-            seen["last_seen"] = max(seen["last_seen"], row["occurred_at"])
+            seen[2] += 1
+            seen[3] = min(seen[3], occurred_at)
+            seen[4] = max(seen[4], occurred_at)
         for property_name in row["properties"] or ():
             properties.add((row["account_id"], row["name"], property_name[:255]))
             if row["list_id"] is not None:
                 list_properties.add(
                     (row["account_id"], row["list_id"], row["name"], property_name[:255])
                 )
-    statement = upsert(conn, event_names)
-    excluded = statement.excluded
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["account_id", "name"],
-            set_={
-                "count": event_names.c.count + excluded.count,
-                # a name whitelisted before it was ever tracked has count 0 and
-                # placeholder times that the first events replace
-                "first_seen": sa.case(
-                    (event_names.c.count == 0, excluded.first_seen),
-                    (excluded.first_seen < event_names.c.first_seen, excluded.first_seen),
-                    else_=event_names.c.first_seen,
-                ),
-                "last_seen": sa.case(
-                    (event_names.c.count == 0, excluded.last_seen),
-                    (excluded.last_seen > event_names.c.last_seen, excluded.last_seen),
-                    else_=event_names.c.last_seen,
-                ),
-            },
-        ),
-        [names[key] for key in sorted(names)],
-    )
-    if properties:
-        first_seen = {key: names[key]["first_seen"] for key in names}
-        await conn.execute(
-            upsert(conn, event_properties).on_conflict_do_nothing(),
-            [
-                {
-                    "account_id": account_id,
-                    "event_name": event_name,
-                    "name": property_name,
-                    "first_seen": first_seen[account_id, event_name],
-                }
-                for account_id, event_name, property_name in sorted(properties)
-            ],
+    counted = [names[key] for key in sorted(names)]
+    added = [
+        (account_id, event_name, name, names[account_id, event_name][3])
+        for account_id, event_name, name in sorted(properties)
+    ]
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(_PG_COUNT_NAMES, tuple(_columns(counted, 5)))
+        if added:
+            conn.exec_driver_sql(_PG_ADD_PROPERTIES, tuple(_columns(added, 4)))
+    else:
+        conn.exec_driver_sql(
+            _SQLITE_COUNT_NAMES,
+            [(*name[:3], _sqlite_time(name[3]), _sqlite_time(name[4])) for name in counted],
         )
+        if added:
+            conn.exec_driver_sql(
+                _SQLITE_ADD_PROPERTIES,
+                [(*property_[:3], _sqlite_time(property_[3])) for property_ in added],
+            )
     if list_properties:
-        await conn.execute(
+        conn.execute(
             upsert(conn, list_event_properties).on_conflict_do_nothing(),
             [
                 {"account_id": account_id, "list_id": list_id, "event_name": event, "name": name}

@@ -135,13 +135,12 @@ class EventWriter:
 
     async def _commit(self, group: list[_Waiting]) -> None:
         GROUP_SIZE.observe(len(group))
-        async with self._db.transaction() as conn:
-            outcomes, side_effects = await write_group(
-                conn,
-                [waiting.event for waiting in group],
-                now=self._clock.now(),
-                automation_cutoff=self._automation_cutoff,
-            )
+        outcomes, side_effects = await self._db.run_transaction(
+            write_group,
+            [waiting.event for waiting in group],
+            now=self._clock.now(),
+            automation_cutoff=self._automation_cutoff,
+        )
         if side_effects:
             for listener in self._listeners:
                 listener()
