@@ -226,6 +226,46 @@ class Database:
             thread.shutdown()
 
 
+class SerialWriter:
+    """Transactions of synchronous work for one caller that runs them one after another
+    (the event writer). Between two of them the PostgreSQL connection stays checked
+    out until `release()`, so that back-to-back groups skip the pool's checkout and
+    pre-ping round trip; it is dropped after any error and checked out (and pinged)
+    afresh for the next transaction. On SQLite this is `Database.run_transaction`.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._connection: AsyncConnection | None = None
+
+    async def run(
+        self,
+        work: Callable[Concatenate[sa.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        if self._db.is_sqlite:
+            return await self._db.run_transaction(work, *args, **kwargs)
+        if self._connection is None:
+            self._connection = await self._db._connect(self._db.writer)
+        connection = self._connection
+        try:
+            async with connection.begin():
+                return await connection.run_sync(work, *args, **kwargs)
+        except BaseException as error:
+            self._connection = None
+            await connection.close()
+            if isinstance(error, _UNAVAILABLE) and is_unavailable(error):
+                raise StorageUnavailable(str(error)) from error
+            raise
+
+    async def release(self) -> None:
+        """Returns the connection to the pool (when no transaction is waiting)."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
+
+
 def _in_sqlite_transaction(
     engine: sa.Engine,
     work: Callable[Concatenate[sa.Connection, P], T],

@@ -76,7 +76,24 @@ WITH new AS (
     SELECT account_id, message_id, id FROM new WHERE message_id IS NOT NULL
 )
 SELECT id FROM new ORDER BY position"""
-_PG_COUNT_SUMMARIES = f"""
+# The counters of the group in one statement: summaries (the main statement, whose ids
+# come back by key), names and property names. Every process runs this same statement,
+# so concurrent groups lock rows in the same order.
+_PG_COUNT = f"""
+WITH named AS (
+    INSERT INTO event_names (account_id, name, count, first_seen, last_seen)
+    SELECT account_id, name, count, first_seen, last_seen
+    FROM unnest($10::bigint[], $11::text[], $12::bigint[], $13::timestamptz[], $14::timestamptz[])
+        WITH ORDINALITY AS n(account_id, name, count, first_seen, last_seen, position)
+    ORDER BY position{_COUNT_NAMES}
+), described AS (
+    INSERT INTO event_properties (account_id, event_name, name, first_seen)
+    SELECT account_id, event_name, name, first_seen
+    FROM unnest($15::bigint[], $16::text[], $17::text[], $18::timestamptz[])
+        WITH ORDINALITY AS p(account_id, event_name, name, first_seen, position)
+    ORDER BY position
+    ON CONFLICT DO NOTHING
+)
 INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
 SELECT {_SUMMARY_KEY}, counter, last_value, provider, $9::timestamptz, $9::timestamptz
 FROM unnest(
@@ -84,19 +101,6 @@ FROM unnest(
     $7::text[], $8::text[]
 ) WITH ORDINALITY AS s({_SUMMARY_KEY}, counter, last_value, provider, position)
 ORDER BY position{_COUNT_SUMMARIES}"""
-_PG_COUNT_NAMES = f"""
-INSERT INTO event_names (account_id, name, count, first_seen, last_seen)
-SELECT account_id, name, count, first_seen, last_seen
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
-    WITH ORDINALITY AS n(account_id, name, count, first_seen, last_seen, position)
-ORDER BY position{_COUNT_NAMES}"""
-_PG_ADD_PROPERTIES = """
-INSERT INTO event_properties (account_id, event_name, name, first_seen)
-SELECT account_id, event_name, name, first_seen
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[])
-    WITH ORDINALITY AS p(account_id, event_name, name, first_seen, position)
-ORDER BY position
-ON CONFLICT DO NOTHING"""
 
 # SQLite: the writer holds the database's write lock (BEGIN IMMEDIATE), so the ids
 # after the largest one are free; they are the ids SQLite itself would have given.
@@ -212,8 +216,7 @@ def write_group(
         for row, event_id in zip(rows, _insert_events(conn, rows), strict=True):
             row["id"] = event_id
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
-        summary_ids = _count_summaries(conn, stored, now=now)
-        _catalog(conn, rows)
+        summary_ids = _count(conn, stored, now=now)
         side_effects = start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
         for index, row in zip(to_insert, rows, strict=True):
             outcomes[index] = TrackResult(
@@ -317,11 +320,55 @@ def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]
     return ids
 
 
-def _count_summaries(
+def _count(
     conn: sa.Connection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
 ) -> dict[int, int]:
-    """Counts each event in its (contact, name, title) counter; returns the counter id
-    of every event id."""
+    """Counts the events in their counters, names and property names; returns the
+    counter id of every event id."""
+    summaries, counted_in = _summaries(stored)
+    names, properties, list_properties = _catalog([row for _, row in stored])
+    if conn.dialect.name == "postgresql":
+        upserted = conn.exec_driver_sql(
+            _PG_COUNT,
+            (
+                *_columns(summaries, 8),
+                now,
+                *_columns(names, 5),
+                *_columns(properties, 4),
+            ),
+        )
+    else:
+        stamp = _sqlite_time(now)
+        upserted = conn.exec_driver_sql(_SQLITE_COUNT_SUMMARIES, (stamp, stamp, _json(summaries)))
+        conn.exec_driver_sql(
+            _SQLITE_COUNT_NAMES,
+            [(*name[:3], _sqlite_time(name[3]), _sqlite_time(name[4])) for name in names],
+        )
+        if properties:
+            conn.exec_driver_sql(
+                _SQLITE_ADD_PROPERTIES,
+                [(*property_[:3], _sqlite_time(property_[3])) for property_ in properties],
+            )
+    summary_ids = {
+        (account_id, contact_id, name, title, series): summary_id
+        for summary_id, account_id, contact_id, name, title, series in upserted
+    }
+    if list_properties:
+        conn.execute(
+            upsert(conn, list_event_properties).on_conflict_do_nothing(),
+            [
+                {"account_id": account_id, "list_id": list_id, "event_name": event, "name": name}
+                for account_id, list_id, event, name in list_properties
+            ],
+        )
+    return {event_id: summary_ids[key] for event_id, key in counted_in.items()}
+
+
+def _summaries(
+    stored: list[tuple[PendingEvent, dict[str, Any]]],
+) -> tuple[list[list[Any]], dict[int, tuple[int, int, str, str, int]]]:
+    """One row per (contact, name, title) counter the events count in, in key order,
+    and the key of each event id."""
     summaries: dict[tuple[int, int, str, str, int], list[Any]] = {}
     counted_in: dict[int, tuple[int, int, str, str, int]] = {}
     for pending, row in stored:
@@ -336,20 +383,14 @@ def _count_summaries(
             summary[5] += 1
             summary[6] = row["value"]
             summary[7] = provider
-    ordered = [summaries[key] for key in sorted(summaries)]
-    if conn.dialect.name == "postgresql":
-        upserted = conn.exec_driver_sql(_PG_COUNT_SUMMARIES, (*_columns(ordered, 8), now))
-    else:
-        stamp = _sqlite_time(now)
-        upserted = conn.exec_driver_sql(_SQLITE_COUNT_SUMMARIES, (stamp, stamp, _json(ordered)))
-    summary_ids = {
-        (account_id, contact_id, name, title, series): summary_id
-        for summary_id, account_id, contact_id, name, title, series in upserted
-    }
-    return {event_id: summary_ids[key] for event_id, key in counted_in.items()}
+    return [summaries[key] for key in sorted(summaries)], counted_in
 
 
-def _catalog(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+def _catalog(
+    rows: list[dict[str, Any]],
+) -> tuple[list[list[Any]], list[tuple[int, str, str, datetime]], list[tuple[int, int, str, str]]]:
+    """The name rows (count, first and last seen), property-name rows and list
+    property-name rows of the events, each in key order."""
     names: dict[tuple[int, str], list[Any]] = {}
     properties: set[tuple[int, str, str]] = set()
     list_properties: set[tuple[int, int, str, str]] = set()
@@ -369,30 +410,8 @@ def _catalog(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
                 list_properties.add(
                     (row["account_id"], row["list_id"], row["name"], property_name[:255])
                 )
-    counted = [names[key] for key in sorted(names)]
     added = [
         (account_id, event_name, name, names[account_id, event_name][3])
         for account_id, event_name, name in sorted(properties)
     ]
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(_PG_COUNT_NAMES, tuple(_columns(counted, 5)))
-        if added:
-            conn.exec_driver_sql(_PG_ADD_PROPERTIES, tuple(_columns(added, 4)))
-    else:
-        conn.exec_driver_sql(
-            _SQLITE_COUNT_NAMES,
-            [(*name[:3], _sqlite_time(name[3]), _sqlite_time(name[4])) for name in counted],
-        )
-        if added:
-            conn.exec_driver_sql(
-                _SQLITE_ADD_PROPERTIES,
-                [(*property_[:3], _sqlite_time(property_[3])) for property_ in added],
-            )
-    if list_properties:
-        conn.execute(
-            upsert(conn, list_event_properties).on_conflict_do_nothing(),
-            [
-                {"account_id": account_id, "list_id": list_id, "event_name": event, "name": name}
-                for account_id, list_id, event, name in sorted(list_properties)
-            ],
-        )
+    return [names[key] for key in sorted(names)], added, sorted(list_properties)
