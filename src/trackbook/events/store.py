@@ -55,17 +55,22 @@ ON CONFLICT (account_id, name) DO UPDATE SET
         WHEN excluded.last_seen > event_names.last_seen THEN excluded.last_seen
         ELSE event_names.last_seen END"""
 
-# PostgreSQL: each statement takes one array per column, so its text (and its prepared
-# statement) is the same for a group of 1 or of 1000. The ids are drawn in the CTE and
-# returned by position, which ties each id to its row without relying on the order of
-# RETURNING.
-_PG_INSERT_EVENTS = f"""
+# PostgreSQL: the whole group in one statement, one array per column, so that its text
+# (and its prepared statement) is the same for a group of 1 or of 1000. The event ids
+# are drawn in `new` and come back by position with each event's counter id, which ties
+# ids to rows without relying on the order of RETURNING. Counters of repeatable events
+# come aggregated by key, in key order ($14-$20); an event with repeatable=false gets a
+# counter of its own (series = its id). Every process runs this same statement, so
+# concurrent groups lock counters and names in the same order. A message id stored
+# meanwhile by another process fails the statement on its unique key.
+_PG_WRITE = f"""
 WITH new AS (
     SELECT nextval('events_id_seq') AS id, e.*
     FROM unnest(
         $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[]
-    ) WITH ORDINALITY AS e({_EVENT_COLUMNS}, position)
+        $7::text[], $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[],
+        $12::boolean[], $13::text[]
+    ) WITH ORDINALITY AS e({_EVENT_COLUMNS}, repeatable, provider, position)
 ), stored AS (
     INSERT INTO events (id, {_EVENT_COLUMNS})
     SELECT id, account_id, contact_id, name, title, value, properties::jsonb, source,
@@ -74,36 +79,45 @@ WITH new AS (
 ), message_keys AS (
     INSERT INTO event_message_ids (account_id, message_id, event_id)
     SELECT account_id, message_id, id FROM new WHERE message_id IS NOT NULL
-)
-SELECT id FROM new ORDER BY position"""
-# The counters of the group in one statement: summaries (the main statement, whose ids
-# come back by key), names and property names. Every process runs this same statement,
-# so concurrent groups lock rows in the same order.
-_PG_COUNT = f"""
-WITH named AS (
+), counted AS (
+    INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
+    SELECT {_SUMMARY_KEY}, counter, last_value, provider, $21::timestamptz, $21::timestamptz
+    FROM (
+        SELECT account_id, contact_id, name, title, 0::bigint AS series, counter,
+            last_value, provider, 0 AS single, position
+        FROM unnest(
+            $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[],
+            $19::text[], $20::text[]
+        ) WITH ORDINALITY AS s(account_id, contact_id, name, title, counter, last_value,
+            provider, position)
+        UNION ALL
+        SELECT account_id, contact_id, name, coalesce(title, ''), id, 1, value, provider,
+            1, position
+        FROM new WHERE NOT repeatable
+    ) AS counters
+    ORDER BY single, position{_COUNT_SUMMARIES}
+), named AS (
     INSERT INTO event_names (account_id, name, count, first_seen, last_seen)
     SELECT account_id, name, count, first_seen, last_seen
-    FROM unnest($10::bigint[], $11::text[], $12::bigint[], $13::timestamptz[], $14::timestamptz[])
+    FROM unnest($22::bigint[], $23::text[], $24::bigint[], $25::timestamptz[], $26::timestamptz[])
         WITH ORDINALITY AS n(account_id, name, count, first_seen, last_seen, position)
     ORDER BY position{_COUNT_NAMES}
 ), described AS (
     INSERT INTO event_properties (account_id, event_name, name, first_seen)
     SELECT account_id, event_name, name, first_seen
-    FROM unnest($15::bigint[], $16::text[], $17::text[], $18::timestamptz[])
+    FROM unnest($27::bigint[], $28::text[], $29::text[], $30::timestamptz[])
         WITH ORDINALITY AS p(account_id, event_name, name, first_seen, position)
     ORDER BY position
     ON CONFLICT DO NOTHING
 )
-INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
-SELECT {_SUMMARY_KEY}, counter, last_value, provider, $9::timestamptz, $9::timestamptz
-FROM unnest(
-    $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-    $7::text[], $8::text[]
-) WITH ORDINALITY AS s({_SUMMARY_KEY}, counter, last_value, provider, position)
-ORDER BY position{_COUNT_SUMMARIES}"""
+SELECT new.id, counted.id
+FROM new JOIN counted ON counted.account_id = new.account_id
+    AND counted.contact_id = new.contact_id AND counted.name = new.name
+    AND counted.title = coalesce(new.title, '')
+    AND counted.series = CASE WHEN new.repeatable THEN 0 ELSE new.id END
+ORDER BY new.position"""
 
-# SQLite: the writer holds the database's write lock (BEGIN IMMEDIATE), so the ids
-# after the largest one are free; they are the ids SQLite itself would have given.
+# SQLite: one statement per table (no round trips to save).
 _SQLITE_INSERT_EVENTS = (
     f"INSERT INTO events (id, {_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
@@ -213,10 +227,12 @@ def write_group(
 
     if to_insert:
         rows = [_event_row(group[index], contact_ids) for index in to_insert]
-        for row, event_id in zip(rows, _insert_events(conn, rows), strict=True):
-            row["id"] = event_id
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
-        summary_ids = _count(conn, stored, now=now)
+        write = _write_postgresql if conn.dialect.name == "postgresql" else _write_sqlite
+        summary_ids: dict[int, int] = {}
+        for row, (event_id, summary_id) in zip(rows, write(conn, stored, now=now), strict=True):
+            row["id"] = event_id
+            summary_ids[event_id] = summary_id
         side_effects = start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
         for index, row in zip(to_insert, rows, strict=True):
             outcomes[index] = TrackResult(
@@ -277,82 +293,103 @@ def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
     return columns
 
 
-def _insert_events(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """Inserts the rows and their message-id keys; the new ids in the rows' order.
-
-    The message-id key is unique: one stored meanwhile by another process fails the
-    group here, and the writer then stores each event alone (as a duplicate)."""
-    values = [
-        (
-            row["account_id"],
-            row["contact_id"],
-            row["name"],
-            row["title"],
-            row["value"],
-            _json(row["properties"]),
-            row["source"],
-            row["message_id"],
-            row["list_id"],
-        )
-        for row in rows
-    ]
-    if conn.dialect.name == "postgresql":
-        columns = _columns(values, 9)
-        columns.append([row["occurred_at"] for row in rows])
-        columns.append([row["received_at"] for row in rows])
-        return list(conn.exec_driver_sql(_PG_INSERT_EVENTS, tuple(columns)).scalars())
-    last = conn.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0
-    ids = list(range(last + 1, last + 1 + len(rows)))
-    conn.exec_driver_sql(
-        _SQLITE_INSERT_EVENTS,
-        [
-            (event_id, *value, _sqlite_time(row["occurred_at"]), _sqlite_time(row["received_at"]))
-            for event_id, value, row in zip(ids, values, rows, strict=True)
-        ],
+def _event_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["account_id"],
+        row["contact_id"],
+        row["name"],
+        row["title"],
+        row["value"],
+        _json(row["properties"]),
+        row["source"],
+        row["message_id"],
+        row["list_id"],
     )
-    keys = [
-        (row["account_id"], row["message_id"], event_id)
-        for row, event_id in zip(rows, ids, strict=True)
-        if row["message_id"] is not None
-    ]
-    if keys:
-        conn.exec_driver_sql(_SQLITE_INSERT_MESSAGE_KEYS, keys)
+
+
+def _write_postgresql(
+    conn: sa.Connection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
+) -> list[tuple[int, int]]:
+    """Inserts the events with their message-id keys and counts them; the (event id,
+    counter id) of each, in order."""
+    rows = [row for _, row in stored]
+    events_ = _columns((_event_values(row) for row in rows), 9)
+    events_.append([row["occurred_at"] for row in rows])
+    events_.append([row["received_at"] for row in rows])
+    events_.append([pending.command.repeatable for pending, _ in stored])
+    events_.append([pending.command.provider or row["source"] for pending, row in stored])
+    counters, _ = _summaries([item for item in stored if item[0].command.repeatable])
+    names, properties, list_properties = _catalog(rows)
+    written = conn.exec_driver_sql(
+        _PG_WRITE,
+        (
+            *events_,
+            *_columns((counter[:4] + counter[5:] for counter in counters), 7),
+            now,
+            *_columns(names, 5),
+            *_columns(properties, 4),
+        ),
+    )
+    ids = [(event_id, summary_id) for event_id, summary_id in written]
+    _add_list_properties(conn, list_properties)
     return ids
 
 
-def _count(
+def _write_sqlite(
     conn: sa.Connection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
-) -> dict[int, int]:
-    """Counts the events in their counters, names and property names; returns the
-    counter id of every event id."""
-    summaries, counted_in = _summaries(stored)
-    names, properties, list_properties = _catalog([row for _, row in stored])
-    if conn.dialect.name == "postgresql":
-        upserted = conn.exec_driver_sql(
-            _PG_COUNT,
+) -> list[tuple[int, int]]:
+    """As _write_postgresql, in one statement per table. The writer holds the
+    database's write lock (BEGIN IMMEDIATE), so the ids after the largest one are free:
+    they are the ids SQLite itself would have given."""
+    rows = [row for _, row in stored]
+    last = conn.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0
+    for event_id, row in enumerate(rows, start=last + 1):
+        row["id"] = event_id
+    conn.exec_driver_sql(
+        _SQLITE_INSERT_EVENTS,
+        [
             (
-                *_columns(summaries, 8),
-                now,
-                *_columns(names, 5),
-                *_columns(properties, 4),
-            ),
-        )
-    else:
-        stamp = _sqlite_time(now)
-        upserted = conn.exec_driver_sql(_SQLITE_COUNT_SUMMARIES, (stamp, stamp, _json(summaries)))
-        conn.exec_driver_sql(
-            _SQLITE_COUNT_NAMES,
-            [(*name[:3], _sqlite_time(name[3]), _sqlite_time(name[4])) for name in names],
-        )
-        if properties:
-            conn.exec_driver_sql(
-                _SQLITE_ADD_PROPERTIES,
-                [(*property_[:3], _sqlite_time(property_[3])) for property_ in properties],
+                row["id"],
+                *_event_values(row),
+                _sqlite_time(row["occurred_at"]),
+                _sqlite_time(row["received_at"]),
             )
+            for row in rows
+        ],
+    )
+    keys = [
+        (row["account_id"], row["message_id"], row["id"])
+        for row in rows
+        if row["message_id"] is not None
+    ]
+    if keys:
+        # the unique key: a message id stored meanwhile by another process fails the
+        # group here, and the writer then stores each event alone (a duplicate)
+        conn.exec_driver_sql(_SQLITE_INSERT_MESSAGE_KEYS, keys)
+    counters, counted_in = _summaries(stored)
+    names, properties, list_properties = _catalog(rows)
+    stamp = _sqlite_time(now)
+    upserted = conn.exec_driver_sql(_SQLITE_COUNT_SUMMARIES, (stamp, stamp, _json(counters)))
     summary_ids = {
         (account_id, contact_id, name, title, series): summary_id
         for summary_id, account_id, contact_id, name, title, series in upserted
     }
+    conn.exec_driver_sql(
+        _SQLITE_COUNT_NAMES,
+        [(*name[:3], _sqlite_time(name[3]), _sqlite_time(name[4])) for name in names],
+    )
+    if properties:
+        conn.exec_driver_sql(
+            _SQLITE_ADD_PROPERTIES,
+            [(*property_[:3], _sqlite_time(property_[3])) for property_ in properties],
+        )
+    _add_list_properties(conn, list_properties)
+    return [(row["id"], summary_ids[key]) for row, key in zip(rows, counted_in, strict=True)]
+
+
+def _add_list_properties(
+    conn: sa.Connection, list_properties: list[tuple[int, int, str, str]]
+) -> None:
     if list_properties:
         conn.execute(
             upsert(conn, list_event_properties).on_conflict_do_nothing(),
@@ -361,20 +398,20 @@ def _count(
                 for account_id, list_id, event, name in list_properties
             ],
         )
-    return {event_id: summary_ids[key] for event_id, key in counted_in.items()}
 
 
 def _summaries(
     stored: list[tuple[PendingEvent, dict[str, Any]]],
-) -> tuple[list[list[Any]], dict[int, tuple[int, int, str, str, int]]]:
-    """One row per (contact, name, title) counter the events count in, in key order,
-    and the key of each event id."""
+) -> tuple[list[list[Any]], list[tuple[int, int, str, str, int]]]:
+    """One row per (contact, name, title, series) counter the events count in, in key
+    order, and the key each event counts in; an event with repeatable=false must
+    already have its id (its series)."""
     summaries: dict[tuple[int, int, str, str, int], list[Any]] = {}
-    counted_in: dict[int, tuple[int, int, str, str, int]] = {}
+    counted_in: list[tuple[int, int, str, str, int]] = []
     for pending, row in stored:
         series = 0 if pending.command.repeatable else row["id"]
         key = (row["account_id"], row["contact_id"], row["name"], row["title"] or "", series)
-        counted_in[row["id"]] = key
+        counted_in.append(key)
         provider = pending.command.provider or row["source"]
         summary = summaries.get(key)
         if summary is None:
