@@ -193,7 +193,10 @@ def find_or_create_contacts(
             resolved[ref] = ContactNotFound(f"no contact has this {kind}")
     if not creating:
         return resolved
-    # every new contact of the group in one statement: one round trip, not one each
+    # every new contact of the group in one statement: one round trip, not one each;
+    # in key order, so that two transactions creating the same contacts wait on each
+    # other instead of deadlocking
+    creating.sort(key=lambda ref: (ref.email or "", ref.external_id or "", ref.anonymous_id or ""))
     created = conn.execute(
         contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
         [

@@ -79,6 +79,7 @@ WITH new AS (
 ), message_keys AS (
     INSERT INTO event_message_ids (account_id, message_id, event_id)
     SELECT account_id, message_id, id FROM new WHERE message_id IS NOT NULL
+    ORDER BY account_id, message_id
 ), counted AS (
     INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
     SELECT {_SUMMARY_KEY}, counter, last_value, provider, $21::timestamptz, $21::timestamptz
