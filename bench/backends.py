@@ -9,6 +9,7 @@ import os
 import queue
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -91,6 +92,25 @@ def drop_postgres_database(database: BenchDatabase) -> None:
             await connection.close()
 
     asyncio.run(drop())
+
+
+def activecampaign_ids(database: BenchDatabase) -> tuple[str, str]:
+    """The (actid, event key) of the one account, which trackcmp and v1 requests carry."""
+    query = "SELECT actid, event_key FROM accounts ORDER BY id LIMIT 1"
+    if database.backend == "sqlite":
+        with contextlib.closing(sqlite3.connect(database.raw_location)) as connection:
+            actid, event_key = connection.execute(query).fetchone()
+            return str(actid), str(event_key)
+
+    async def read() -> tuple[str, str]:
+        connection = await asyncpg.connect(database.raw_location, timeout=5)
+        try:
+            row = await connection.fetchrow(query)
+        finally:
+            await connection.close()
+        return str(row["actid"]), str(row["event_key"])
+
+    return asyncio.run(read())
 
 
 def free_port() -> int:

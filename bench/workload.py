@@ -3,8 +3,10 @@ pre-serialised as HTTP/1.1 requests so the load generator only copies bytes."""
 
 from __future__ import annotations
 
+import base64
 import random
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -41,16 +43,62 @@ def event_body(picker: random.Random, contact: int | None = None) -> dict[str, A
 
 def http_post(port: int, path: str, key: str, body: Any) -> bytes:
     """A complete keep-alive POST request with a JSON body."""
-    payload = orjson.dumps(body)
-    head = (
-        f"POST {path} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {key}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n"
-        "\r\n"
-    )
+    return _request(port, path, orjson.dumps(body), "application/json", f"Bearer {key}")
+
+
+def _request(
+    port: int, path: str, payload: bytes, content_type: str, authorization: str | None = None
+) -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    if authorization is not None:
+        head += f"Authorization: {authorization}\r\n"
+    head += f"Content-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n\r\n"
     return head.encode() + payload
+
+
+# Each dialect's track route, as its vendor's clients call it, for the same event as a
+# /v1/track body; every one answers 200.
+DIALECT_ROUTES = ("fluentcrm", "octeth", "trackcmp", "v1")
+V1_PATH = "/admin/api.php?api_action=track_event_add&api_output=json"
+
+
+def dialect_request(
+    dialect: str, port: int, key: str, actid: str, event_key: str, body: dict[str, Any]
+) -> bytes:
+    email = body["contact"]["email"]
+    if dialect == "fluentcrm":
+        fields = {
+            "event_key": body["event"],
+            "title": body["title"],
+            "email": email,
+            "value": body["value"],
+            "provider": "bench",
+        }
+        basic = base64.b64encode(f"fcadmin:{key}".encode()).decode()
+        path = "/wp-json/fluent-crm/v2/subscribers/track-event"
+        return _request(port, path, orjson.dumps(fields), "application/json", f"Basic {basic}")
+    if dialect == "octeth":
+        fields = {
+            "Command": "event.track",
+            "APIKey": key,
+            "Event": body["event"],
+            "Email": email,
+            "Properties": body["properties"],
+        }
+        return _request(port, "/api/v1/event", orjson.dumps(fields), "application/json")
+    form = {
+        "actid": actid,
+        "key": event_key,
+        "event": body["event"],
+        "eventdata": body["value"],
+        "visit": orjson.dumps({"email": email}).decode(),
+    }
+    if dialect == "trackcmp":
+        path = "/event"
+    else:
+        form["api_key"] = key
+        path = V1_PATH
+    return _request(port, path, urlencode(form).encode(), "application/x-www-form-urlencoded")
 
 
 def single_events(seed: int, count: int) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ mapping) through the same core path as the API, and streamed export to NDJSON or
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 import hashlib
@@ -135,40 +136,58 @@ async def import_rows(
     dry_run: bool = False,
     progress: Callable[[int], None] = lambda _: None,
 ) -> ImportReport:
-    """Stores the rows `batch` at a time through track_many (the group-commit writer),
-    holding no more than one batch in memory."""
+    """Stores the rows `batch` at a time through track_many (the group-commit writer).
+    The next batch is parsed while the previous one is written, so no more than two
+    batches are held in memory."""
     report = ImportReport()
     pending: list[tuple[int, TrackCommand | DomainError]] = []
+    writing: asyncio.Task[None] | None = None
 
-    async def flush() -> None:
-        commands = [command for _, command in pending]
+    async def flush(batch_rows: list[tuple[int, TrackCommand | DomainError]]) -> None:
+        commands = [command for _, command in batch_rows]
         outcomes: Sequence[TrackResult | Exception | None]
         if dry_run:
             outcomes = [_checked(events_service, account, command) for command in commands]
         else:
             outcomes = await events_service.track_many(account, commands)
-        for (line, _), outcome in zip(pending, outcomes, strict=True):
+        for (line, _), outcome in zip(batch_rows, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 report.rejected.append(Rejected(line, _reason(outcome)))
             elif outcome is not None and outcome.duplicate:
                 report.duplicates += 1
             else:
                 report.stored += 1  # or, in a dry run, would be
-        progress(len(pending))
-        pending.clear()
+        progress(len(batch_rows))
 
-    for line, raw, body in rows:
-        report.read += 1
-        try:
-            if isinstance(body, DomainError):
-                raise body
-            pending.append((line, _command(body, raw, line)))
-        except DomainError as error:
-            pending.append((line, error))
-        if len(pending) >= batch:
-            await flush()
-    if pending:
-        await flush()
+    async def hand_over() -> None:
+        nonlocal writing, pending
+        if writing is not None:
+            await writing
+        # a batch at a time reaches the writer, in file order: a later row never
+        # commits before an earlier one, and a re-run finds the earlier ones stored
+        writing = asyncio.create_task(flush(pending))
+        pending = []
+
+    try:
+        for line, raw, body in rows:
+            report.read += 1
+            try:
+                if isinstance(body, DomainError):
+                    raise body
+                pending.append((line, _command(body, raw, line)))
+            except DomainError as error:
+                pending.append((line, error))
+            if len(pending) >= batch:
+                await hand_over()
+                # let the batch reach the writer before parsing the next one
+                await asyncio.sleep(0)
+        if pending:
+            await hand_over()
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            writing.cancel()
     return report
 
 

@@ -1,7 +1,8 @@
-"""Who a request is: API keys checked against the database, remembered for a few seconds.
+"""Who a request is: API keys (and ActiveCampaign actids) checked against the database,
+remembered for a few seconds.
 
 Looking a key up costs a connection and a query, more than the rest of a track
-request; a short memory of verified keys takes that off the hot path. A revocation
+request; a short memory of verified keys and actids takes that off the hot path. A revocation
 or an account change made in this process applies at once (forget_account); one made
 by another process (the CLI, another API node) applies within `ttl`.
 
@@ -22,6 +23,7 @@ from trackbook.accounts.service import (
     KeyKind,
     KeyMatch,
     browser_origins,
+    find_by_actid,
     find_key,
     hash_key,
     needs_last_used_update,
@@ -58,6 +60,7 @@ class Authenticator:
         # by SHA-256 of the key: the secrets themselves are not kept in memory
         self._remembered: dict[str, _Remembered] = {}
         self._origins: tuple[BrowserOrigins, datetime] | None = None
+        self._by_actid: dict[str, tuple[Account, datetime]] = {}
 
     async def authenticate(self, secret: str | None) -> Account:
         """The account of a live secret API key; Unauthenticated when it is missing,
@@ -108,6 +111,22 @@ class Authenticator:
         current_account.set(match.account.id)
         return match
 
+    async def account_by_actid(self, actid: str) -> Account | None:
+        """The account an ActiveCampaign actid names (trackcmp's way of naming it); the
+        caller checks the event key against it."""
+        now = self._clock.now()
+        remembered = self._by_actid.get(actid)
+        if remembered is not None and remembered[1] > now:
+            return remembered[0]
+        account = await self._db.query(find_by_actid, actid)
+        if account is None:
+            self._by_actid.pop(actid, None)
+        elif self._ttl:
+            if len(self._by_actid) >= MAX_REMEMBERED:
+                del self._by_actid[next(iter(self._by_actid))]
+            self._by_actid[actid] = (account, now + self._ttl)
+        return account
+
     def _remember(self, digest: str, remembered: _Remembered) -> None:
         if len(self._remembered) >= MAX_REMEMBERED:
             del self._remembered[next(iter(self._remembered))]
@@ -122,6 +141,10 @@ class Authenticator:
             if remembered.match.account.id == account_id
         ]:
             del self._remembered[digest]
+        for actid in [
+            actid for actid, (account, _) in self._by_actid.items() if account.id == account_id
+        ]:
+            del self._by_actid[actid]
 
 
 def _normalised(origin: str) -> str | None:

@@ -6,21 +6,20 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.automations.definition import Conditions, parse_conditions
 from trackbook.db.tables import (
     automation_runs,
-    automations,
     contacts,
     deliveries,
     events,
     segments,
-    webhook_endpoints,
 )
 from trackbook.db.upsert import upsert
 from trackbook.segments.compile import Compiler, who
@@ -34,8 +33,47 @@ def new_webhook_id() -> str:
     return "msg_" + secrets.token_urlsafe(18)
 
 
-async def start_side_effects(
-    conn: AsyncConnection, stored: list[dict[str, Any]], *, now: datetime, cutoff: timedelta
+# Every enabled automation and webhook endpoint the group's events may start, in one
+# statement written for the driver (it runs for every group the event writer commits):
+# automations by (account, trigger event), endpoints by account. JSON columns come back
+# as text from both databases.
+_TRIGGERS_POSTGRESQL = """
+SELECT 'automation', id, account_id, trigger_event, conditions::text, frequency
+FROM automations
+WHERE enabled AND (account_id, trigger_event) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))
+UNION ALL
+SELECT 'endpoint', id, account_id, NULL, event_names::text, NULL
+FROM webhook_endpoints
+WHERE enabled AND account_id = ANY($3::bigint[])"""
+
+
+def _triggers_sqlite(pairs: int, accounts: int) -> str:
+    return f"""
+SELECT 'automation', id, account_id, trigger_event, conditions, frequency
+FROM automations
+WHERE enabled AND (account_id, trigger_event) IN (VALUES {", ".join(["(?, ?)"] * pairs)})
+UNION ALL
+SELECT 'endpoint', id, account_id, NULL, event_names, NULL
+FROM webhook_endpoints
+WHERE enabled AND account_id IN ({", ".join("?" * accounts)})"""
+
+
+@dataclass(frozen=True, slots=True)
+class _Automation:
+    id: int
+    trigger_event: str
+    conditions: Conditions
+    frequency: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Endpoint:
+    id: int
+    event_names: list[str] | None
+
+
+def start_side_effects(
+    conn: sa.Connection, stored: list[dict[str, Any]], *, now: datetime, cutoff: timedelta
 ) -> int:
     """Writes the runs and deliveries the stored event rows start; returns how many.
 
@@ -43,48 +81,56 @@ async def start_side_effects(
     recent = [row for row in stored if row["occurred_at"] >= now - cutoff]
     if not recent:
         return 0
-    names: dict[int, set[str]] = defaultdict(set)
-    for row in recent:
-        names[row["account_id"]].add(row["name"])
-    return await _start_runs(conn, recent, names, now=now) + await _queue_deliveries(
-        conn, recent, names, now=now
-    )
+    automations_by_trigger, endpoints_by_account = _triggers(conn, recent)
+    started = 0
+    if automations_by_trigger:
+        started += _start_runs(conn, recent, automations_by_trigger, now=now)
+    if endpoints_by_account:
+        started += _queue_deliveries(conn, recent, endpoints_by_account, now=now)
+    return started
 
 
-async def _start_runs(
-    conn: AsyncConnection,
+def _triggers(
+    conn: sa.Connection, recent: list[dict[str, Any]]
+) -> tuple[dict[tuple[int, str], list[_Automation]], dict[int, list[_Endpoint]]]:
+    pairs = sorted({(row["account_id"], row["name"]) for row in recent})
+    account_ids = sorted({account_id for account_id, _ in pairs})
+    if conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql(
+            _TRIGGERS_POSTGRESQL,
+            ([pair[0] for pair in pairs], [pair[1] for pair in pairs], account_ids),
+        )
+    else:
+        found = conn.exec_driver_sql(
+            _triggers_sqlite(len(pairs), len(account_ids)),
+            (*(value for pair in pairs for value in pair), *account_ids),
+        )
+    automations_by_trigger: dict[tuple[int, str], list[_Automation]] = defaultdict(list)
+    endpoints_by_account: dict[int, list[_Endpoint]] = defaultdict(list)
+    for kind, row_id, account_id, trigger_event, detail, frequency in found:
+        parsed = None if detail is None else orjson.loads(detail)
+        if kind == "automation":
+            automations_by_trigger[account_id, trigger_event].append(
+                _Automation(
+                    row_id, trigger_event, parse_conditions(parsed, trigger_event), frequency
+                )
+            )
+        else:
+            endpoints_by_account[account_id].append(_Endpoint(row_id, parsed))
+    return automations_by_trigger, endpoints_by_account
+
+
+def _start_runs(
+    conn: sa.Connection,
     recent: list[dict[str, Any]],
-    names: dict[int, set[str]],
+    by_trigger: dict[tuple[int, str], list[_Automation]],
     *,
     now: datetime,
 ) -> int:
-    wanted = sa.or_(
-        *(
-            sa.and_(automations.c.account_id == account_id, automations.c.trigger_event.in_(n))
-            for account_id, n in names.items()
-        )
-    )
-    found = (
-        await conn.execute(
-            sa.select(
-                automations.c.id,
-                automations.c.account_id,
-                automations.c.trigger_event,
-                automations.c.conditions,
-                automations.c.frequency,
-            ).where(automations.c.enabled, wanted)
-        )
-    ).all()
-    if not found:
-        return 0
-    by_trigger: dict[tuple[int, str], list[Any]] = defaultdict(list)
-    for automation in found:
-        by_trigger[automation.account_id, automation.trigger_event].append(automation)
     runs: list[dict[str, Any]] = []
     for row in recent:
         for automation in by_trigger.get((row["account_id"], row["name"]), ()):
-            conditions = parse_conditions(automation.conditions, automation.trigger_event)
-            if not await _conditions_hold(conn, conditions, row, now=now):
+            if not _conditions_hold(conn, automation.conditions, row, now=now):
                 continue
             runs.append(
                 {
@@ -103,12 +149,12 @@ async def _start_runs(
             )
     if runs:
         # a second event of a once-per-contact automation, or a replayed event: no run
-        await conn.execute(upsert(conn, automation_runs).on_conflict_do_nothing(), runs)
+        conn.execute(upsert(conn, automation_runs).on_conflict_do_nothing(), runs)
     return len(runs)
 
 
-async def _conditions_hold(
-    conn: AsyncConnection, conditions: Conditions, row: dict[str, Any], *, now: datetime
+def _conditions_hold(
+    conn: sa.Connection, conditions: Conditions, row: dict[str, Any], *, now: datetime
 ) -> bool:
     account_id, contact_id = row["account_id"], row["contact_id"]
     checks: list[sa.ColumnElement[bool]] = []
@@ -140,7 +186,7 @@ async def _conditions_hold(
     if conditions.subscribed_only:
         contact_checks.append(contacts.c.status == "subscribed")
     if conditions.segment_id is not None:
-        definition = await conn.scalar(
+        definition = conn.scalar(
             sa.select(segments.c.definition).where(
                 segments.c.account_id == account_id, segments.c.id == conditions.segment_id
             )
@@ -158,31 +204,20 @@ async def _conditions_hold(
         return True
     try:
         # a condition the database cannot evaluate must not cost the event its storage
-        async with conn.begin_nested():
-            return await conn.scalar(sa.select(sa.literal(1)).where(*checks)) is not None
+        with conn.begin_nested():
+            return conn.scalar(sa.select(sa.literal(1)).where(*checks)) is not None
     except sa.exc.DBAPIError as error:
         log.warning("automation conditions could not be evaluated: %s", error.orig)
         return False
 
 
-async def _queue_deliveries(
-    conn: AsyncConnection,
+def _queue_deliveries(
+    conn: sa.Connection,
     recent: list[dict[str, Any]],
-    names: dict[int, set[str]],
+    by_account: dict[int, list[_Endpoint]],
     *,
     now: datetime,
 ) -> int:
-    endpoints = (
-        await conn.execute(
-            sa.select(
-                webhook_endpoints.c.id,
-                webhook_endpoints.c.account_id,
-                webhook_endpoints.c.event_names,
-            ).where(webhook_endpoints.c.enabled, webhook_endpoints.c.account_id.in_(names))
-        )
-    ).all()
-    if not endpoints:
-        return 0
     queued = [
         {
             "account_id": row["account_id"],
@@ -195,11 +230,10 @@ async def _queue_deliveries(
             "created_at": now,
         }
         for row in recent
-        for endpoint in endpoints
-        if endpoint.account_id == row["account_id"]
-        and endpoint.event_names
+        for endpoint in by_account.get(row["account_id"], ())
+        if endpoint.event_names
         and (ALL_EVENTS in endpoint.event_names or row["name"] in endpoint.event_names)
     ]
     if queued:
-        await conn.execute(sa.insert(deliveries), queued)
+        conn.execute(sa.insert(deliveries), queued)
     return len(queued)

@@ -89,10 +89,17 @@ class ContactRef:
     @property
     def lookup(self) -> tuple[str, int | str] | None:
         """The (kind, value) used to find the contact."""
-        for kind in ("id", "email", "external_id", "wp_user_id", "anonymous_id"):
-            value = getattr(self, kind)
-            if value is not None:
-                return kind, value
+        # an if per kind: this runs for every event the writer stores
+        if self.id is not None:
+            return "id", self.id
+        if self.email is not None:
+            return "email", self.email
+        if self.external_id is not None:
+            return "external_id", self.external_id
+        if self.wp_user_id is not None:
+            return "wp_user_id", self.wp_user_id
+        if self.anonymous_id is not None:
+            return "anonymous_id", self.anonymous_id
         return None
 
     @property

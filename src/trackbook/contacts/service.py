@@ -83,16 +83,34 @@ def check_status(status: str) -> str:
     return status
 
 
-_LOOKUP_COLUMNS: Mapping[str, sa.Column[Any]] = {
-    "id": contacts.c.id,
-    "email": contacts.c.email,
-    "external_id": contacts.c.external_id,
-    "wp_user_id": contacts.c.wp_user_id,
+# Where each kind of identifier is looked up: (table, key column, contact id column,
+# PostgreSQL type of the key).
+_LOOKUPS: Mapping[str, tuple[str, str, str, str]] = {
+    "id": ("contacts", "id", "id", "bigint"),
+    "email": ("contacts", "email", "id", "text"),
+    "external_id": ("contacts", "external_id", "id", "text"),
+    "wp_user_id": ("contacts", "wp_user_id", "id", "bigint"),
+    "anonymous_id": ("contact_aliases", "alias", "contact_id", "text"),
+}
+_FIND_POSTGRESQL = {
+    kind: f"SELECT {key}, {found} FROM {table} "
+    f"WHERE account_id = $1 AND {key} = ANY($2::{key_type}[])"
+    for kind, (table, key, found, key_type) in _LOOKUPS.items()
 }
 
 
-async def _find_ids(
-    conn: AsyncConnection, account_id: int, refs: Iterable[ContactRef]
+def _find_statement(conn: sa.Connection, kind: str, count: int) -> str:
+    # Written as SQL for the driver: this runs for every group the event writer
+    # commits, where building and caching a Core statement costs more than the query.
+    if conn.dialect.name == "postgresql":
+        return _FIND_POSTGRESQL[kind]
+    table, key, found, _ = _LOOKUPS[kind]
+    marks = ", ".join("?" * count)
+    return f"SELECT {key}, {found} FROM {table} WHERE account_id = ? AND {key} IN ({marks})"
+
+
+def _find_ids(
+    conn: sa.Connection, account_id: int, refs: Iterable[ContactRef]
 ) -> dict[ContactRef, int]:
     """One query per kind of identifier, whatever the number of refs."""
     wanted: dict[str, dict[int | str, list[ContactRef]]] = {}
@@ -103,21 +121,12 @@ async def _find_ids(
         wanted.setdefault(kind, {}).setdefault(value, []).append(ref)
     found: dict[ContactRef, int] = {}
     for kind, by_value in wanted.items():
-        if kind == "anonymous_id":
-            key_column, id_column = contact_aliases.c.alias, contact_aliases.c.contact_id
-            scope = contact_aliases.c.account_id
-        else:
-            key_column, id_column, scope = (
-                _LOOKUP_COLUMNS[kind],
-                contacts.c.id,
-                contacts.c.account_id,
-            )
-        rows = await conn.execute(
-            sa.select(key_column, id_column).where(
-                scope == account_id, key_column.in_(list(by_value))
-            )
+        values = list(by_value)
+        statement = _find_statement(conn, kind, len(values))
+        parameters = (
+            (account_id, values) if conn.dialect.name == "postgresql" else (account_id, *values)
         )
-        for value, contact_id in rows:
+        for value, contact_id in conn.exec_driver_sql(statement, parameters):
             for ref in by_value.get(value, ()):
                 found[ref] = contact_id
     return found
@@ -156,8 +165,8 @@ async def _insert_contact(
     ).one()
 
 
-async def resolve_contacts(
-    conn: AsyncConnection,
+def find_or_create_contacts(
+    conn: sa.Connection,
     account_id: int,
     wanted: Mapping[ContactRef, UnknownContact],
     *,
@@ -168,9 +177,7 @@ async def resolve_contacts(
     A concurrent creation of the same contact by another process surfaces as an
     IntegrityError; the caller retries and then finds the contact.
     """
-    resolved: dict[ContactRef, int | ContactNotFound] = dict(
-        await _find_ids(conn, account_id, wanted)
-    )
+    resolved: dict[ContactRef, int | ContactNotFound] = dict(_find_ids(conn, account_id, wanted))
     creating: list[ContactRef] = []
     for ref, policy in wanted.items():
         if ref in resolved:
@@ -186,8 +193,11 @@ async def resolve_contacts(
             resolved[ref] = ContactNotFound(f"no contact has this {kind}")
     if not creating:
         return resolved
-    # every new contact of the group in one statement: one round trip, not one each
-    created = await conn.execute(
+    # every new contact of the group in one statement: one round trip, not one each;
+    # in key order, so that two transactions creating the same contacts wait on each
+    # other instead of deadlocking
+    creating.sort(key=lambda ref: (ref.email or "", ref.external_id or "", ref.anonymous_id or ""))
+    created = conn.execute(
         contacts.insert().returning(contacts.c.id, sort_by_parameter_order=True),
         [
             {
@@ -217,9 +227,19 @@ async def resolve_contacts(
         if ref.anonymous_id is not None
     ]
     if aliases:
-        await conn.execute(contact_aliases.insert(), aliases)
+        conn.execute(contact_aliases.insert(), aliases)
     resolved.update(zip(creating, ids, strict=True))
     return resolved
+
+
+async def resolve_contacts(
+    conn: AsyncConnection,
+    account_id: int,
+    wanted: Mapping[ContactRef, UnknownContact],
+    *,
+    now: datetime,
+) -> dict[ContactRef, int | ContactNotFound]:
+    return await conn.run_sync(find_or_create_contacts, account_id, wanted, now=now)
 
 
 async def resolve_contact(

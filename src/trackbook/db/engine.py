@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -50,13 +53,16 @@ class Database:
 
     On SQLite they are two pools on one file: the writer begins every transaction
     with BEGIN IMMEDIATE so that a read-then-write transaction cannot fail with a
-    stale snapshot, while readers keep WAL's concurrent reads. On PostgreSQL both
-    are the same engine.
+    stale snapshot, while readers keep WAL's concurrent reads. A third, synchronous
+    engine on the same file serves `run_transaction` from a thread of its own. On
+    PostgreSQL all are the same engine.
     """
 
     def __init__(self, url: str) -> None:
         self.url = sa.make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        self._sync_writer: sa.Engine | None = None
+        self._sync_thread: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             self.reader = self._sqlite_engine(immediate=False)
             self.writer = self._sqlite_engine(immediate=True)
@@ -88,8 +94,12 @@ class Database:
             connect_args={"timeout": 30},
             pool_timeout=30,
         )
+        self._configure_sqlite(engine.sync_engine, immediate=immediate)
+        return engine
 
-        @sa_event.listens_for(engine.sync_engine, "connect")
+    @staticmethod
+    def _configure_sqlite(engine: sa.Engine, *, immediate: bool) -> None:
+        @sa_event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # Take transaction control from the sqlite3 module so BEGIN is ours.
             dbapi_connection.isolation_level = None
@@ -105,11 +115,27 @@ class Database:
 
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
-        @sa_event.listens_for(engine.sync_engine, "begin")
+        @sa_event.listens_for(engine, "begin")
         def _on_begin(connection: sa.Connection) -> None:
             connection.exec_driver_sql(begin)
 
-        return engine
+    def _sqlite_sync_writer(self) -> tuple[sa.Engine, ThreadPoolExecutor]:
+        if self._sync_writer is None or self._sync_thread is None:
+            # The same file through the standard sqlite3 module, used only from one
+            # thread; created on first use so that read-only processes never open it.
+            engine = sa.create_engine(
+                self.url.set(drivername="sqlite"),
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=30,
+            )
+            self._configure_sqlite(engine, immediate=True)
+            self._sync_writer = engine
+            self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="trackbook-sqlite-writer")
+        return self._sync_writer, self._sync_thread
 
     @staticmethod
     async def _connect(engine: AsyncEngine) -> AsyncConnection:
@@ -156,6 +182,25 @@ class Database:
         async with self.transaction() as connection:
             return await work(connection, *args, **kwargs)
 
+    async def run_transaction(
+        self,
+        work: Callable[Concatenate[sa.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Runs synchronous SQLAlchemy work in one transaction of its own.
+
+        For work of many statements: on SQLite the whole transaction runs in a writer
+        thread on the sqlite3 module (one hand-off, where aiosqlite takes several per
+        statement); on PostgreSQL it runs on the async driver through run_sync.
+        """
+        if not self.is_sqlite:
+            async with self.transaction() as connection:
+                return await connection.run_sync(work, *args, **kwargs)
+        engine, thread = self._sqlite_sync_writer()
+        call = functools.partial(_in_sqlite_transaction, engine, work, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(thread, call)
+
     async def query(
         self,
         work: Callable[Concatenate[AsyncConnection, P], Awaitable[T]],
@@ -174,3 +219,63 @@ class Database:
         await self.reader.dispose()
         if self.writer is not self.reader:
             await self.writer.dispose()
+        if self._sync_thread is not None and self._sync_writer is not None:
+            engine, thread = self._sync_writer, self._sync_thread
+            self._sync_writer = self._sync_thread = None
+            await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
+            thread.shutdown()
+
+
+class SerialWriter:
+    """Transactions of synchronous work for one caller that runs them one after another
+    (the event writer). Between two of them the PostgreSQL connection stays checked
+    out until `release()`, so that back-to-back groups skip the pool's checkout and
+    pre-ping round trip; it is dropped after any error and checked out (and pinged)
+    afresh for the next transaction. On SQLite this is `Database.run_transaction`.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._connection: AsyncConnection | None = None
+
+    async def run(
+        self,
+        work: Callable[Concatenate[sa.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        if self._db.is_sqlite:
+            return await self._db.run_transaction(work, *args, **kwargs)
+        if self._connection is None:
+            self._connection = await self._db._connect(self._db.writer)
+        connection = self._connection
+        try:
+            async with connection.begin():
+                return await connection.run_sync(work, *args, **kwargs)
+        except BaseException as error:
+            self._connection = None
+            await connection.close()
+            if isinstance(error, _UNAVAILABLE) and is_unavailable(error):
+                raise StorageUnavailable(str(error)) from error
+            raise
+
+    async def release(self) -> None:
+        """Returns the connection to the pool (when no transaction is waiting)."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()
+
+
+def _in_sqlite_transaction(
+    engine: sa.Engine,
+    work: Callable[Concatenate[sa.Connection, P], T],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    try:
+        with engine.begin() as connection:
+            return work(connection, *args, **kwargs)
+    except (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError, TimeoutError) as error:
+        if isinstance(error, sa.exc.TimeoutError) or is_unavailable(error):
+            raise StorageUnavailable(str(error)) from error
+        raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import datetime
 
 from trackbook.accounts.service import Account
 from trackbook.clock import Clock
@@ -21,11 +22,14 @@ class EventService:
         self._writer = writer
         self._clock = clock
 
-    def prepare(self, account: Account, command: TrackCommand) -> PendingEvent:
+    def prepare(
+        self, account: Account, command: TrackCommand, received_at: datetime | None = None
+    ) -> PendingEvent:
         """Everything track() checks before storage: the account's switch and the limits."""
         if not account.tracking_enabled:
             raise TrackingDisabled
-        received_at = self._clock.now()
+        if received_at is None:
+            received_at = self._clock.now()
         occurred_at = check_command(command, received_at=received_at)
         return PendingEvent(account.id, command, occurred_at, received_at)
 
@@ -43,12 +47,14 @@ class EventService:
         share as few transactions as possible. An error given in place of a command
         (one the dialect could not even parse) is passed through in its place."""
         queued: list[asyncio.Future[TrackResult] | Exception] = []
+        # the events of one call arrived together
+        received_at = self._clock.now()
         for command in commands:
             if isinstance(command, DomainError):
                 queued.append(command)
                 continue
             try:
-                queued.append(self._writer.submit(self.prepare(account, command)))
+                queued.append(self._writer.submit(self.prepare(account, command, received_at)))
             except (DomainError, StorageUnavailable) as error:
                 queued.append(error)
         outcomes: list[TrackResult | Exception] = []

@@ -1,35 +1,147 @@
-"""Writing a group of events in one transaction: the SQL behind track()."""
+"""Writing a group of events in one transaction: the SQL behind track().
+
+The group runs as synchronous SQLAlchemy work (`Database.run_transaction`). Each table
+is written with one statement per group, whatever its size: the rows go in as arrays
+(PostgreSQL `unnest`), a JSON array (SQLite `json_each`) or one executemany, so that
+an event costs the database's work and little Python.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.automations.triggers import start_side_effects
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
-from trackbook.contacts.service import resolve_contacts
-from trackbook.db.tables import (
-    event_message_ids,
-    event_names,
-    event_properties,
-    event_summaries,
-    events,
-    list_event_properties,
-)
+from trackbook.contacts.service import find_or_create_contacts
+from trackbook.db.tables import event_message_ids, events, list_event_properties
 from trackbook.db.upsert import upsert
 from trackbook.events.model import PendingEvent, TrackResult
 
 Outcome = TrackResult | ContactNotFound
 
+_EVENT_COLUMNS = (
+    "account_id, contact_id, name, title, value, properties, source, message_id, list_id, "
+    "occurred_at, received_at"
+)
+_SUMMARY_KEY = "account_id, contact_id, name, title, series"
+_SUMMARY_COLUMNS = f"{_SUMMARY_KEY}, counter, last_value, provider, created_at, updated_at"
+# One counter per key however many events of the group it counts (the key is unique in
+# the statement), in key order so that two processes lock counters in the same order.
+_COUNT_SUMMARIES = f"""
+ON CONFLICT ({_SUMMARY_KEY}) DO UPDATE SET
+    counter = event_summaries.counter + excluded.counter,
+    last_value = excluded.last_value,
+    provider = excluded.provider,
+    updated_at = excluded.updated_at
+RETURNING id, {_SUMMARY_KEY}"""
+# A name whitelisted before it was ever tracked has count 0 and placeholder times that
+# the first events replace.
+_COUNT_NAMES = """
+ON CONFLICT (account_id, name) DO UPDATE SET
+    count = event_names.count + excluded.count,
+    first_seen = CASE
+        WHEN event_names.count = 0 THEN excluded.first_seen
+        WHEN excluded.first_seen < event_names.first_seen THEN excluded.first_seen
+        ELSE event_names.first_seen END,
+    last_seen = CASE
+        WHEN event_names.count = 0 THEN excluded.last_seen
+        WHEN excluded.last_seen > event_names.last_seen THEN excluded.last_seen
+        ELSE event_names.last_seen END"""
 
-async def _replayed(
-    conn: AsyncConnection, group: list[PendingEvent]
-) -> dict[tuple[int, str], TrackResult]:
+# PostgreSQL: the whole group in one statement, one array per column, so that its text
+# (and its prepared statement) is the same for a group of 1 or of 1000. The event ids
+# are drawn in `new` and come back by position with each event's counter id, which ties
+# ids to rows without relying on the order of RETURNING. Counters of repeatable events
+# come aggregated by key, in key order ($14-$20); an event with repeatable=false gets a
+# counter of its own (series = its id). Every process runs this same statement, so
+# concurrent groups lock counters and names in the same order. A message id stored
+# meanwhile by another process fails the statement on its unique key.
+_PG_WRITE = f"""
+WITH new AS (
+    SELECT nextval('events_id_seq') AS id, e.*
+    FROM unnest(
+        $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[],
+        $12::boolean[], $13::text[]
+    ) WITH ORDINALITY AS e({_EVENT_COLUMNS}, repeatable, provider, position)
+), stored AS (
+    INSERT INTO events (id, {_EVENT_COLUMNS})
+    SELECT id, account_id, contact_id, name, title, value, properties::jsonb, source,
+        message_id, list_id, occurred_at, received_at
+    FROM new
+), message_keys AS (
+    INSERT INTO event_message_ids (account_id, message_id, event_id)
+    SELECT account_id, message_id, id FROM new WHERE message_id IS NOT NULL
+    ORDER BY account_id, message_id
+), counted AS (
+    INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
+    SELECT {_SUMMARY_KEY}, counter, last_value, provider, $21::timestamptz, $21::timestamptz
+    FROM (
+        SELECT account_id, contact_id, name, title, 0::bigint AS series, counter,
+            last_value, provider, 0 AS single, position
+        FROM unnest(
+            $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[],
+            $19::text[], $20::text[]
+        ) WITH ORDINALITY AS s(account_id, contact_id, name, title, counter, last_value,
+            provider, position)
+        UNION ALL
+        SELECT account_id, contact_id, name, coalesce(title, ''), id, 1, value, provider,
+            1, position
+        FROM new WHERE NOT repeatable
+    ) AS counters
+    ORDER BY single, position{_COUNT_SUMMARIES}
+), named AS (
+    INSERT INTO event_names (account_id, name, count, first_seen, last_seen)
+    SELECT account_id, name, count, first_seen, last_seen
+    FROM unnest($22::bigint[], $23::text[], $24::bigint[], $25::timestamptz[], $26::timestamptz[])
+        WITH ORDINALITY AS n(account_id, name, count, first_seen, last_seen, position)
+    ORDER BY position{_COUNT_NAMES}
+), described AS (
+    INSERT INTO event_properties (account_id, event_name, name, first_seen)
+    SELECT account_id, event_name, name, first_seen
+    FROM unnest($27::bigint[], $28::text[], $29::text[], $30::timestamptz[])
+        WITH ORDINALITY AS p(account_id, event_name, name, first_seen, position)
+    ORDER BY position
+    ON CONFLICT DO NOTHING
+)
+SELECT new.id, counted.id
+FROM new JOIN counted ON counted.account_id = new.account_id
+    AND counted.contact_id = new.contact_id AND counted.name = new.name
+    AND counted.title = coalesce(new.title, '')
+    AND counted.series = CASE WHEN new.repeatable THEN 0 ELSE new.id END
+ORDER BY new.position"""
+
+# SQLite: one statement per table (no round trips to save).
+_SQLITE_INSERT_EVENTS = (
+    f"INSERT INTO events (id, {_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_INSERT_MESSAGE_KEYS = (
+    "INSERT INTO event_message_ids (account_id, message_id, event_id) VALUES (?, ?, ?)"
+)
+# WHERE true: SQLite's grammar needs it between a SELECT and ON CONFLICT.
+_SQLITE_COUNT_SUMMARIES = f"""
+INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5,
+    value ->> 6, value ->> 7, ?, ?
+FROM json_each(?) WHERE true ORDER BY key{_COUNT_SUMMARIES}"""
+_SQLITE_COUNT_NAMES = (
+    "INSERT INTO event_names (account_id, name, count, first_seen, last_seen) "
+    f"VALUES (?, ?, ?, ?, ?){_COUNT_NAMES}"
+)
+_SQLITE_ADD_PROPERTIES = (
+    "INSERT INTO event_properties (account_id, event_name, name, first_seen) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def _replayed(conn: sa.Connection, group: list[PendingEvent]) -> dict[tuple[int, str], TrackResult]:
     """Events already stored under the message ids of this group."""
     by_account: dict[int, set[str]] = defaultdict(set)
     for pending in group:
@@ -40,18 +152,16 @@ async def _replayed(
         # the keys first (a primary-key lookup), then only the events they name: joining
         # the partitioned events table by id alone would visit every partition
         known = dict(
-            (
-                await conn.execute(
-                    sa.select(event_message_ids.c.event_id, event_message_ids.c.message_id).where(
-                        event_message_ids.c.account_id == account_id,
-                        event_message_ids.c.message_id.in_(message_ids),
-                    )
+            conn.execute(
+                sa.select(event_message_ids.c.event_id, event_message_ids.c.message_id).where(
+                    event_message_ids.c.account_id == account_id,
+                    event_message_ids.c.message_id.in_(message_ids),
                 )
             ).all()
         )
         if not known:
             continue
-        rows = await conn.execute(
+        rows = conn.execute(
             sa.select(
                 events.c.id, events.c.contact_id, events.c.occurred_at, events.c.received_at
             ).where(events.c.account_id == account_id, events.c.id.in_(list(known)))
@@ -63,8 +173,8 @@ async def _replayed(
     return found
 
 
-async def _contact_ids(
-    conn: AsyncConnection, group: list[PendingEvent], *, now: datetime
+def _contact_ids(
+    conn: sa.Connection, group: list[PendingEvent], *, now: datetime
 ) -> dict[tuple[int, ContactRef], int | ContactNotFound]:
     wanted: dict[int, dict[ContactRef, UnknownContact]] = defaultdict(dict)
     for pending in group:
@@ -73,13 +183,13 @@ async def _contact_ids(
         )
     resolved: dict[tuple[int, ContactRef], int | ContactNotFound] = {}
     for account_id, refs in wanted.items():
-        for ref, outcome in (await resolve_contacts(conn, account_id, refs, now=now)).items():
+        for ref, outcome in find_or_create_contacts(conn, account_id, refs, now=now).items():
             resolved[account_id, ref] = outcome
     return resolved
 
 
-async def write_group(
-    conn: AsyncConnection,
+def write_group(
+    conn: sa.Connection,
     group: list[PendingEvent],
     *,
     now: datetime,
@@ -92,8 +202,8 @@ async def write_group(
     any exception means the whole transaction must be rolled back.
     """
     side_effects = 0
-    replayed = await _replayed(conn, group)
-    contact_ids = await _contact_ids(conn, group, now=now)
+    replayed = _replayed(conn, group)
+    contact_ids = _contact_ids(conn, group, now=now)
     outcomes: list[Outcome | None] = [None] * len(group)
     to_insert: list[int] = []
     first_of_message: dict[tuple[int, str], int] = {}
@@ -118,28 +228,13 @@ async def write_group(
 
     if to_insert:
         rows = [_event_row(group[index], contact_ids) for index in to_insert]
-        inserted = await conn.execute(
-            sa.insert(events).returning(events.c.id, sort_by_parameter_order=True), rows
-        )
-        for row, event_id in zip(rows, inserted.scalars(), strict=True):
-            row["id"] = event_id
-        keys = [
-            {
-                "account_id": row["account_id"],
-                "message_id": row["message_id"],
-                "event_id": row["id"],
-            }
-            for row in rows
-            if row["message_id"] is not None
-        ]
-        if keys:
-            # the unique key: a message id stored meanwhile by another process fails the
-            # group here, and the writer then stores each event alone (a duplicate)
-            await conn.execute(sa.insert(event_message_ids), keys)
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
-        summary_ids = await _count_summaries(conn, stored, now=now)
-        await _catalog(conn, stored)
-        side_effects = await start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
+        write = _write_postgresql if conn.dialect.name == "postgresql" else _write_sqlite
+        summary_ids: dict[int, int] = {}
+        for row, (event_id, summary_id) in zip(rows, write(conn, stored, now=now), strict=True):
+            row["id"] = event_id
+            summary_ids[event_id] = summary_id
+        side_effects = start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
         for index, row in zip(to_insert, rows, strict=True):
             outcomes[index] = TrackResult(
                 row["id"],
@@ -178,124 +273,183 @@ def _event_row(
     }
 
 
-async def _count_summaries(
-    conn: AsyncConnection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
-) -> dict[int, int]:
-    """Counts each event in its (contact, name, title) counter; returns the counter id
-    of every event id. One upsert per counter however many events of the group it
-    counts, in key order so that two processes lock counters in the same order."""
-    summaries: dict[tuple[int, int, str, str, int], dict[str, Any]] = {}
-    counted_in: dict[int, tuple[int, int, str, str, int]] = {}
+def _json(value: Any) -> str:
+    # As SQLAlchemy's JSON type stores it: None becomes the JSON null, not SQL NULL.
+    return orjson.dumps(value).decode()
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores: naive UTC with microseconds."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetimes are not stored; pass an aware UTC datetime")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _columns(rows: Iterable[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays PostgreSQL unnests."""
+    columns: list[list[Any]] = [[] for _ in range(width)]
+    for row in rows:
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return columns
+
+
+def _event_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        row["account_id"],
+        row["contact_id"],
+        row["name"],
+        row["title"],
+        row["value"],
+        _json(row["properties"]),
+        row["source"],
+        row["message_id"],
+        row["list_id"],
+    )
+
+
+def _write_postgresql(
+    conn: sa.Connection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
+) -> list[tuple[int, int]]:
+    """Inserts the events with their message-id keys and counts them; the (event id,
+    counter id) of each, in order."""
+    rows = [row for _, row in stored]
+    events_ = _columns((_event_values(row) for row in rows), 9)
+    events_.append([row["occurred_at"] for row in rows])
+    events_.append([row["received_at"] for row in rows])
+    events_.append([pending.command.repeatable for pending, _ in stored])
+    events_.append([pending.command.provider or row["source"] for pending, row in stored])
+    counters, _ = _summaries([item for item in stored if item[0].command.repeatable])
+    names, properties, list_properties = _catalog(rows)
+    written = conn.exec_driver_sql(
+        _PG_WRITE,
+        (
+            *events_,
+            *_columns((counter[:4] + counter[5:] for counter in counters), 7),
+            now,
+            *_columns(names, 5),
+            *_columns(properties, 4),
+        ),
+    )
+    ids = [(event_id, summary_id) for event_id, summary_id in written]
+    _add_list_properties(conn, list_properties)
+    return ids
+
+
+def _write_sqlite(
+    conn: sa.Connection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
+) -> list[tuple[int, int]]:
+    """As _write_postgresql, in one statement per table. The writer holds the
+    database's write lock (BEGIN IMMEDIATE), so the ids after the largest one are free:
+    they are the ids SQLite itself would have given."""
+    rows = [row for _, row in stored]
+    last = conn.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0
+    for event_id, row in enumerate(rows, start=last + 1):
+        row["id"] = event_id
+    conn.exec_driver_sql(
+        _SQLITE_INSERT_EVENTS,
+        [
+            (
+                row["id"],
+                *_event_values(row),
+                _sqlite_time(row["occurred_at"]),
+                _sqlite_time(row["received_at"]),
+            )
+            for row in rows
+        ],
+    )
+    keys = [
+        (row["account_id"], row["message_id"], row["id"])
+        for row in rows
+        if row["message_id"] is not None
+    ]
+    if keys:
+        # the unique key: a message id stored meanwhile by another process fails the
+        # group here, and the writer then stores each event alone (a duplicate)
+        conn.exec_driver_sql(_SQLITE_INSERT_MESSAGE_KEYS, keys)
+    counters, counted_in = _summaries(stored)
+    names, properties, list_properties = _catalog(rows)
+    stamp = _sqlite_time(now)
+    upserted = conn.exec_driver_sql(_SQLITE_COUNT_SUMMARIES, (stamp, stamp, _json(counters)))
+    summary_ids = {
+        (account_id, contact_id, name, title, series): summary_id
+        for summary_id, account_id, contact_id, name, title, series in upserted
+    }
+    conn.exec_driver_sql(
+        _SQLITE_COUNT_NAMES,
+        [(*name[:3], _sqlite_time(name[3]), _sqlite_time(name[4])) for name in names],
+    )
+    if properties:
+        conn.exec_driver_sql(
+            _SQLITE_ADD_PROPERTIES,
+            [(*property_[:3], _sqlite_time(property_[3])) for property_ in properties],
+        )
+    _add_list_properties(conn, list_properties)
+    return [(row["id"], summary_ids[key]) for row, key in zip(rows, counted_in, strict=True)]
+
+
+def _add_list_properties(
+    conn: sa.Connection, list_properties: list[tuple[int, int, str, str]]
+) -> None:
+    if list_properties:
+        conn.execute(
+            upsert(conn, list_event_properties).on_conflict_do_nothing(),
+            [
+                {"account_id": account_id, "list_id": list_id, "event_name": event, "name": name}
+                for account_id, list_id, event, name in list_properties
+            ],
+        )
+
+
+def _summaries(
+    stored: list[tuple[PendingEvent, dict[str, Any]]],
+) -> tuple[list[list[Any]], list[tuple[int, int, str, str, int]]]:
+    """One row per (contact, name, title, series) counter the events count in, in key
+    order, and the key each event counts in; an event with repeatable=false must
+    already have its id (its series)."""
+    summaries: dict[tuple[int, int, str, str, int], list[Any]] = {}
+    counted_in: list[tuple[int, int, str, str, int]] = []
     for pending, row in stored:
         series = 0 if pending.command.repeatable else row["id"]
         key = (row["account_id"], row["contact_id"], row["name"], row["title"] or "", series)
-        counted_in[row["id"]] = key
+        counted_in.append(key)
         provider = pending.command.provider or row["source"]
         summary = summaries.get(key)
         if summary is None:
-            summaries[key] = {
-                "account_id": key[0],
-                "contact_id": key[1],
-                "name": key[2],
-                "title": key[3],
-                "series": series,
-                "counter": 1,
-                "last_value": row["value"],
-                "provider": provider,
-                "created_at": now,
-                "updated_at": now,
-            }
+            summaries[key] = [*key, 1, row["value"], provider]
         else:
-            summary["counter"] += 1
-            summary["last_value"] = row["value"]
-            summary["provider"] = provider
-    keys = sorted(summaries)
-    statement = upsert(conn, event_summaries)
-    upserted = await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["account_id", "contact_id", "name", "title", "series"],
-            set_={
-                "counter": event_summaries.c.counter + statement.excluded.counter,
-                "last_value": statement.excluded.last_value,
-                "provider": statement.excluded.provider,
-                "updated_at": statement.excluded.updated_at,
-            },
-        ).returning(event_summaries.c.id, sort_by_parameter_order=True),
-        [summaries[key] for key in keys],
-    )
-    summary_ids = dict(zip(keys, upserted.scalars(), strict=True))
-    return {event_id: summary_ids[key] for event_id, key in counted_in.items()}
+            summary[5] += 1
+            summary[6] = row["value"]
+            summary[7] = provider
+    return [summaries[key] for key in sorted(summaries)], counted_in
 
 
-async def _catalog(
-    conn: AsyncConnection, stored: list[tuple[PendingEvent, dict[str, Any]]]
-) -> None:
-    names: dict[tuple[int, str], dict[str, Any]] = {}
+def _catalog(
+    rows: list[dict[str, Any]],
+) -> tuple[list[list[Any]], list[tuple[int, str, str, datetime]], list[tuple[int, int, str, str]]]:
+    """The name rows (count, first and last seen), property-name rows and list
+    property-name rows of the events, each in key order."""
+    names: dict[tuple[int, str], list[Any]] = {}
     properties: set[tuple[int, str, str]] = set()
     list_properties: set[tuple[int, int, str, str]] = set()
-    for _, row in stored:
+    for row in rows:
         key = (row["account_id"], row["name"])
+        occurred_at = row["occurred_at"]
         seen = names.get(key)
         if seen is None:
-            names[key] = {
-                "account_id": key[0],
-                "name": key[1],
-                "count": 1,
-                "first_seen": row["occurred_at"],
-                "last_seen": row["occurred_at"],
-            }
+            names[key] = [*key, 1, occurred_at, occurred_at]
         else:
-            seen["count"] += 1
-            seen["first_seen"] = min(seen["first_seen"], row["occurred_at"])
-            seen["last_seen"] = max(seen["last_seen"], row["occurred_at"])
+            seen[2] += 1
+            seen[3] = min(seen[3], occurred_at)
+            seen[4] = max(seen[4], occurred_at)
         for property_name in row["properties"] or ():
             properties.add((row["account_id"], row["name"], property_name[:255]))
             if row["list_id"] is not None:
                 list_properties.add(
                     (row["account_id"], row["list_id"], row["name"], property_name[:255])
                 )
-    statement = upsert(conn, event_names)
-    excluded = statement.excluded
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["account_id", "name"],
-            set_={
-                "count": event_names.c.count + excluded.count,
-                # a name whitelisted before it was ever tracked has count 0 and
-                # placeholder times that the first events replace
-                "first_seen": sa.case(
-                    (event_names.c.count == 0, excluded.first_seen),
-                    (excluded.first_seen < event_names.c.first_seen, excluded.first_seen),
-                    else_=event_names.c.first_seen,
-                ),
-                "last_seen": sa.case(
-                    (event_names.c.count == 0, excluded.last_seen),
-                    (excluded.last_seen > event_names.c.last_seen, excluded.last_seen),
-                    else_=event_names.c.last_seen,
-                ),
-            },
-        ),
-        [names[key] for key in sorted(names)],
-    )
-    if properties:
-        first_seen = {key: names[key]["first_seen"] for key in names}
-        await conn.execute(
-            upsert(conn, event_properties).on_conflict_do_nothing(),
-            [
-                {
-                    "account_id": account_id,
-                    "event_name": event_name,
-                    "name": property_name,
-                    "first_seen": first_seen[account_id, event_name],
-                }
-                for account_id, event_name, property_name in sorted(properties)
-            ],
-        )
-    if list_properties:
-        await conn.execute(
-            upsert(conn, list_event_properties).on_conflict_do_nothing(),
-            [
-                {"account_id": account_id, "list_id": list_id, "event_name": event, "name": name}
-                for account_id, list_id, event, name in sorted(list_properties)
-            ],
-        )
+    added = [
+        (account_id, event_name, name, names[account_id, event_name][3])
+        for account_id, event_name, name in sorted(properties)
+    ]
+    return [names[key] for key in sorted(names)], added, sorted(list_properties)

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from trackbook.clock import Clock
 from trackbook.contacts.errors import ContactConflict, ContactNotFound
-from trackbook.db.engine import Database, StorageUnavailable
+from trackbook.db.engine import Database, SerialWriter, StorageUnavailable
 from trackbook.events.model import PendingEvent, TrackResult
 from trackbook.events.store import write_group
 from trackbook.metrics import GROUP_SIZE
@@ -44,7 +44,7 @@ class EventWriter:
         max_wait_ms: float = 0.0,
         automation_cutoff: timedelta = timedelta(hours=72),
     ) -> None:
-        self._db = db
+        self._connection = SerialWriter(db)
         self._automation_cutoff = automation_cutoff
         self._listeners: list[Callable[[], None]] = []
         self._clock = clock
@@ -85,6 +85,8 @@ class EventWriter:
     async def _run(self) -> None:
         stopping = False
         while not stopping:
+            if self._queue.empty():
+                await self._connection.release()
             first = await self._queue.get()
             if first is None:
                 break
@@ -106,6 +108,7 @@ class EventWriter:
                     break
                 group.append(item)
             await self._write(group)
+        await self._connection.release()
 
     async def _write(self, group: list[_Waiting], *, retried: bool = False) -> None:
         try:
@@ -135,13 +138,12 @@ class EventWriter:
 
     async def _commit(self, group: list[_Waiting]) -> None:
         GROUP_SIZE.observe(len(group))
-        async with self._db.transaction() as conn:
-            outcomes, side_effects = await write_group(
-                conn,
-                [waiting.event for waiting in group],
-                now=self._clock.now(),
-                automation_cutoff=self._automation_cutoff,
-            )
+        outcomes, side_effects = await self._connection.run(
+            write_group,
+            [waiting.event for waiting in group],
+            now=self._clock.now(),
+            automation_cutoff=self._automation_cutoff,
+        )
         if side_effects:
             for listener in self._listeners:
                 listener()

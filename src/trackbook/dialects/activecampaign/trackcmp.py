@@ -9,7 +9,6 @@ import orjson
 from fastapi import APIRouter, Depends, Query
 from starlette.requests import Request
 
-from trackbook.accounts import service as accounts
 from trackbook.accounts.service import Account
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
@@ -49,7 +48,7 @@ async def _account_by_actid(request: Request, services: Services, actid: Any, ke
     if not isinstance(actid, str) or not isinstance(key, str) or not actid or not key:
         raise TrackcmpRefused("actid and key are required", 403)
     await services.limiter.check(request, "trackcmp_actid", f"actid:{actid.strip()}")
-    account = await services.db.query(accounts.find_by_actid, actid.strip())
+    account = await services.auth.account_by_actid(actid.strip())
     if account is None or not hmac.compare_digest(
         services.keyring.open(account.sealed_event_key), key.strip()
     ):
