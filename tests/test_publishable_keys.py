@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner, Result
@@ -116,7 +117,13 @@ async def test_a_publishable_key_records_events_through_native_and_octeth(
         json={"anonymous_id": "visitor-pub-1", "contact": {"email": "pub@example.com"}},
     )
     assert identified.status_code == 200, identified.text
-    contact_id = identified.json()["id"]
+    assert identified.json() == {"identified": True}
+    [contact] = (
+        await client.get(
+            "/v1/contacts", headers=tenant.headers, params={"email": "pub@example.com"}
+        )
+    ).json()["data"]
+    contact_id = contact["id"]
     octeth = await client.post(
         "/api/v1/event",
         json={"APIKey": key, "Command": "event.track", "Event": "signup", "ID": "pub-ext"},
@@ -139,6 +146,51 @@ async def test_a_publishable_key_records_events_through_native_and_octeth(
         "login",
         "viewed",
     ]
+
+
+async def test_a_publishable_key_learns_nothing_from_what_ingest_answers(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    known = await client.post(
+        "/v1/contacts", headers=tenant.headers, json={"email": "held@example.com"}
+    )
+    contact_id = known.json()["id"]
+    key = await publishable_key(services, tenant.id, SHOP)
+    page = {"Authorization": f"Bearer {key}", "Origin": SHOP}
+    for path, body in (
+        ("/v1/track", {"event": "probe", "contact": {"id": "{id}"}}),
+        ("/v1/identify", {"anonymous_id": "probe-visitor", "contact": {"id": "{id}"}}),
+        ("/v1/batch", {"events": [{"event": "probe", "contact": {"id": "{id}"}}]}),
+    ):
+        answers = []
+        for named in (contact_id, 987654321):
+            filled_body = orjson.loads(orjson.dumps(body).replace(b'"{id}"', str(named).encode()))
+            response = await client.post(path, headers=page, json=filled_body)
+            assert "held@example.com" not in response.text, (path, response.text)
+            answers.append((response.status_code, response.content))
+        # the same refusal whether the id exists or not
+        assert answers[0] == answers[1], (path, answers)
+        assert answers[0][0] == (200 if path == "/v1/batch" else 403), (path, answers)
+    # by email: stored, and the answers carry no ids and no contact data
+    tracked = await client.post(
+        "/v1/track", headers=page, json={"event": "seen", "contact": {"email": "held@example.com"}}
+    )
+    assert tracked.status_code == 201, tracked.text
+    assert set(tracked.json()) == {"occurred_at", "duplicate"}
+    batch = await client.post(
+        "/v1/batch",
+        headers=page,
+        json={"events": [{"event": "seen", "contact": {"email": "held@example.com"}}]},
+    )
+    assert set(batch.json()["results"][0]) == {"index", "status", "occurred_at", "duplicate"}
+    identified = await client.post(
+        "/v1/identify",
+        headers=page,
+        json={"anonymous_id": "probe-visitor", "contact": {"email": "held@example.com"}},
+    )
+    assert identified.json() == {"identified": True}
+    timeline = await client.get(f"/v1/contacts/{contact_id}/events", headers=tenant.headers)
+    assert [event["event"] for event in timeline.json()["data"]] == ["seen", "seen"]
 
 
 async def test_a_publishable_key_is_refused_on_every_other_route_without_revealing_ids(

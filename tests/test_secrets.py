@@ -60,6 +60,10 @@ async def test_no_plaintext_api_key_in_the_database_or_the_logs(
             data={"api_key": key, "event": "d", "email": "nobody@x.io"},
         )
         await client.get("/v1/account", headers={"Authorization": "Bearer " + key[:-1] + "x"})
+        # Segment's writeKey in the body, in a call Trackbook keeps as a dropped event
+        await client.post(
+            "/segment/v1/group", json={"writeKey": key, "userId": "u-1", "groupId": "g"}
+        )
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)

@@ -50,6 +50,8 @@ class IngestCaller:
     cors_origin: str | None
     """The browser origin to allow in the answer: set only for a publishable key used
     from an origin it accepts."""
+    publishable: bool = False
+    """A publishable key sits in web pages: its answers must tell nothing held."""
 
 
 class Authenticator:
@@ -74,11 +76,13 @@ class Authenticator:
         """For routes that only record events: any live key. A publishable key with
         allowed origins is Forbidden when the request comes from another origin."""
         match = await self._verified(secret)
-        if match.kind is KeyKind.SECRET or origin is None:
+        if match.kind is KeyKind.SECRET:
             return IngestCaller(match.account, None)
+        if origin is None:
+            return IngestCaller(match.account, None, publishable=True)
         if match.allowed_origins and _normalised(origin) not in match.allowed_origins:
             raise Forbidden(f"this key may not be used from the origin {origin!r}")
-        return IngestCaller(match.account, origin)
+        return IngestCaller(match.account, origin, publishable=True)
 
     async def allows_browser_origin(self, origin: str) -> bool:
         """Whether some live publishable key may be used from `origin`."""

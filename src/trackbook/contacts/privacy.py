@@ -7,8 +7,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trackbook.contacts.service import get_contact_details, list_lists
-from trackbook.db.tables import automation_runs, deliveries, events
+from trackbook.contacts.service import dropped_naming, get_contact_details, list_lists
+from trackbook.db.tables import automation_runs, deliveries, dropped_events, events
 from trackbook.dialects.responses import iso
 from trackbook.events.queries import summaries
 
@@ -71,6 +71,20 @@ async def export_contact(conn: AsyncConnection, account_id: int, contact_id: int
         )
     ]
     contact = details.contact
+    dropped = [
+        _jsonable(dict(row._mapping))
+        for row in await conn.execute(
+            sa.select(
+                dropped_events.c.id,
+                dropped_events.c.source,
+                dropped_events.c.reason,
+                dropped_events.c.payload,
+                dropped_events.c.received_at,
+            )
+            .where(await dropped_naming(conn, account_id, contact))
+            .order_by(dropped_events.c.id)
+        )
+    ]
     return {
         "contact": {
             "id": contact.id,
@@ -103,4 +117,5 @@ async def export_contact(conn: AsyncConnection, account_id: int, contact_id: int
         ],
         "automation_runs": runs,
         "webhook_deliveries": sent,
+        "dropped_events": dropped,
     }

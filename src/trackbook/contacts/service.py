@@ -415,11 +415,39 @@ async def update_contact(
     return contact_from_row(row)
 
 
+async def dropped_naming(
+    conn: AsyncConnection, account_id: int, contact: Contact
+) -> sa.ColumnElement[bool]:
+    """Which of the account's dropped events name the contact: by email anywhere in the
+    payload, or by external id or an anonymous alias as a whole JSON string (Segment's
+    userId and anonymousId, Octeth's ID and UUID)."""
+    aliases = (
+        await conn.scalars(
+            sa.select(contact_aliases.c.alias).where(
+                contact_aliases.c.account_id == account_id,
+                contact_aliases.c.contact_id == contact.id,
+            )
+        )
+    ).all()
+    payload = sa.func.lower(sa.cast(dropped_events.c.payload, sa.Text))
+    names = [
+        payload.contains(f'"{name.lower()}"', autoescape=True)
+        for name in (contact.external_id, *aliases)
+        if name
+    ]
+    if contact.email:
+        names.append(payload.contains(contact.email.lower(), autoescape=True))
+    return sa.and_(dropped_events.c.account_id == account_id, sa.or_(sa.false(), *names))
+
+
 async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> None:
     """Erases the contact and everything held about it: events and their idempotency
     keys, counters, aliases, memberships, tags, automation runs, webhook deliveries of
-    its events with their attempts, and dropped events whose payload names its email."""
+    its events with their attempts, and dropped events that name it."""
     contact = await get_contact(conn, account_id, contact_id)
+    await conn.execute(
+        dropped_events.delete().where(await dropped_naming(conn, account_id, contact))
+    )
     its_events = sa.select(events.c.id).where(
         events.c.account_id == account_id, events.c.contact_id == contact_id
     )
@@ -432,15 +460,6 @@ async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int
             automation_runs.c.account_id == account_id, automation_runs.c.contact_id == contact_id
         )
     )
-    if contact.email:
-        await conn.execute(
-            dropped_events.delete().where(
-                dropped_events.c.account_id == account_id,
-                sa.func.lower(sa.cast(dropped_events.c.payload, sa.Text)).contains(
-                    contact.email, autoescape=True
-                ),
-            )
-        )
     for table in (events, event_summaries, contact_aliases, list_members, contact_tags):
         await conn.execute(
             table.delete().where(table.c.account_id == account_id, table.c.contact_id == contact_id)

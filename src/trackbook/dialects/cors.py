@@ -25,6 +25,7 @@ INGEST_PATHS = re.compile(r"^(/segment/.*|/v1/(track|identify|batch)|/api/v1/eve
 and batch, Octeth's event route (`/api.php` also serves reads, so it stays closed to
 browsers)."""
 STATE_KEY = "cors_origin"
+PUBLISHABLE_KEY = "publishable"
 PREFLIGHT_MAX_AGE = "600"
 
 
@@ -34,7 +35,14 @@ async def ingest_account(request: Request, services: Services, secret: str | Non
     caller = await services.auth.authenticate_ingest(secret, origin=request.headers.get("origin"))
     if caller.cors_origin is not None:
         setattr(request.state, STATE_KEY, caller.cors_origin)
+    setattr(request.state, PUBLISHABLE_KEY, caller.publishable)
     return caller.account
+
+
+def by_publishable_key(request: Request) -> bool:
+    """Whether ingest_account let this request in on a publishable key: its answer may
+    then say nothing of what the account holds (no contact ids, no contact data)."""
+    return bool(getattr(request.state, PUBLISHABLE_KEY, False))
 
 
 class IngestCors:

@@ -537,3 +537,16 @@ async def test_segment_errors_keep_their_shape_for_unknown_routes_and_methods(
     wrong_method = await client.get("/segment/v1/track")
     assert wrong_method.status_code == 405
     assert set(wrong_method.json()) == {"code", "message"}
+
+
+async def test_traits_of_an_anonymous_visitor_are_dropped_with_a_reason(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    identified = await client.post(
+        "/segment/v1/identify",
+        headers=basic(tenant.key),
+        json={"anonymousId": "nobody-yet", "traits": {"plan": "free"}},
+    )
+    assert (identified.status_code, identified.json()) == (200, {"success": True})
+    [kept] = [d for d in await dropped_of(client, tenant) if d["reason"] == "not_supported"]
+    assert kept["payload"]["message"]["anonymousId"] == "nobody-yet"

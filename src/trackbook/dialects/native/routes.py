@@ -10,12 +10,13 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from trackbook.accounts import service as accounts
+from trackbook.accounts.errors import Forbidden
 from trackbook.accounts.service import Account
 from trackbook.contacts import privacy
 from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact, ContactList, check_status
-from trackbook.dialects.cors import ingest_account
+from trackbook.dialects.cors import by_publishable_key, ingest_account
 from trackbook.dialects.native.errors import as_track_error, reply_for
 from trackbook.dialects.native.models import (
     AccountPatchIn,
@@ -129,13 +130,28 @@ def _event_body(event: Event) -> dict[str, Any]:
     }
 
 
-def _tracked(result: TrackResult) -> dict[str, Any]:
+def _tracked(result: TrackResult, *, publishable: bool = False) -> dict[str, Any]:
+    if publishable:
+        # a page holding the key learns that the event is stored, nothing of the contact
+        return {"occurred_at": iso(result.occurred_at), "duplicate": result.duplicate}
     return {
         "id": result.event_id,
         "contact_id": result.contact_id,
         "occurred_at": iso(result.occurred_at),
         "duplicate": result.duplicate,
     }
+
+
+NO_IDS_FOR_PUBLISHABLE = Forbidden(
+    "a publishable key names a contact by email, external_id or anonymous_id, not by id"
+)
+
+
+def _check_contact_naming(request: Request, contact_id: int | None) -> None:
+    """Contact ids are for secret keys: with a publishable key in a web page, answering
+    to an id would tell anyone which ids exist."""
+    if contact_id is not None and by_publishable_key(request):
+        raise NO_IDS_FOR_PUBLISHABLE
 
 
 @router.get("/account", tags=["account"])
@@ -157,19 +173,30 @@ async def patch_account(body: AccountPatchIn, account: AccountDep, services: Ser
 
 
 @router.post("/track", status_code=201, tags=["events"])
-async def track(body: TrackIn, account: IngestAccountDep, services: ServicesDep) -> JSON:
+async def track(
+    request: Request, body: TrackIn, account: IngestAccountDep, services: ServicesDep
+) -> JSON:
     """Records one event; answers after it is committed. Replaying a `message_id`
-    answers 200 with the original event and `duplicate: true`."""
+    answers 200 with the original event and `duplicate: true`. With a publishable key
+    the contact cannot be named by id, and the answer holds no ids."""
+    _check_contact_naming(request, body.contact.id)
     try:
         result = await services.events.track(account, body.command())
     except Invalid as error:
         raise as_track_error(error) from None
-    return JSON(_tracked(result), status_code=200 if result.duplicate else 201)
+    publishable = by_publishable_key(request)
+    return JSON(
+        _tracked(result, publishable=publishable), status_code=200 if result.duplicate else 201
+    )
 
 
 @router.post("/batch", tags=["events"])
-async def batch(body: BatchIn, account: IngestAccountDep, services: ServicesDep) -> JSON:
-    """Up to 1000 events; each is stored or refused on its own."""
+async def batch(
+    request: Request, body: BatchIn, account: IngestAccountDep, services: ServicesDep
+) -> JSON:
+    """Up to 1000 events; each is stored or refused on its own. With a publishable key
+    the contact cannot be named by id, and the answers hold no ids."""
+    publishable = by_publishable_key(request)
     limit = services.settings.batch_max_events
     if len(body.events) > limit:
         return JSON(
@@ -184,13 +211,15 @@ async def batch(body: BatchIn, account: IngestAccountDep, services: ServicesDep)
     commands: list[Any] = []
     for index, item in enumerate(body.events):
         try:
-            commands.append(TrackIn.model_validate(item).command(f"events.{index}."))
+            parsed = TrackIn.model_validate(item)
+            _check_contact_naming(request, parsed.contact.id)
+            commands.append(parsed.command(f"events.{index}."))
         except ValidationError as error:
             commands.append(_item_invalid(error, index))
         except DomainError as error:
             commands.append(error)
     outcomes = await services.events.track_many(account, commands)
-    results = [_batch_result(index, outcome) for index, outcome in enumerate(outcomes)]
+    results = [_batch_result(index, outcome, publishable) for index, outcome in enumerate(outcomes)]
     if all(isinstance(outcome, TrackingDisabled) for outcome in outcomes) and outcomes:
         raise TrackingDisabled
     return JSON({"results": results})
@@ -202,10 +231,12 @@ def _item_invalid(error: ValidationError, index: int) -> Invalid:
     return Invalid(field, first["msg"].lower())
 
 
-def _batch_result(index: int, outcome: TrackResult | Exception) -> dict[str, Any]:
+def _batch_result(
+    index: int, outcome: TrackResult | Exception, publishable: bool
+) -> dict[str, Any]:
     if isinstance(outcome, TrackResult):
         status = "duplicate" if outcome.duplicate else "created"
-        return {"index": index, "status": status, **_tracked(outcome)}
+        return {"index": index, "status": status, **_tracked(outcome, publishable=publishable)}
     if isinstance(outcome, DomainError):
         reply = reply_for(outcome, f"events.{index}.")
     else:
@@ -217,8 +248,13 @@ def _batch_result(index: int, outcome: TrackResult | Exception) -> dict[str, Any
 
 
 @router.post("/identify", tags=["contacts"])
-async def identify(body: IdentifyIn, account: IngestAccountDep, services: ServicesDep) -> JSON:
-    """Links an anonymous id to a contact; its earlier events move to that contact."""
+async def identify(
+    request: Request, body: IdentifyIn, account: IngestAccountDep, services: ServicesDep
+) -> JSON:
+    """Links an anonymous id to a contact; its earlier events move to that contact.
+    With a publishable key the contact cannot be named by id, and the answer is only
+    `{"identified": true}`."""
+    _check_contact_naming(request, body.contact.id)
     changes = _traits(body.traits or {})
     contact = await services.db.write(
         contacts.identify,
@@ -228,6 +264,8 @@ async def identify(body: IdentifyIn, account: IngestAccountDep, services: Servic
         now=services.clock.now(),
         changes=changes,
     )
+    if by_publishable_key(request):
+        return JSON({"identified": True})
     return JSON(_contact_body(contact))
 
 

@@ -264,7 +264,9 @@ def plan(
     email = _email(message, kind)
     if kind == "identify":
         if email is None and user_id is None:
-            return Plan()  # traits of an anonymous visitor: no contact to keep them on
+            # traits of an anonymous visitor: no contact to keep them on, so the call is
+            # kept as a dropped event, as every call Trackbook does not store
+            return Plan(drop_reason=dropped.NOT_SUPPORTED)
         return Plan(link=Link(email, user_id, anonymous_id, _traits(message.traits)))
     name, title, properties = _event(message, kind)
     identified = email is not None or user_id is not None

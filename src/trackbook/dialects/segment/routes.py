@@ -112,8 +112,11 @@ async def batch_call(
 
 
 def _storable(message: Any) -> Any:
-    """The message as a dropped event's payload; text no database can keep (NUL,
-    lone surrogates) leaves only its messageId."""
+    """The message as a dropped event's payload, without the write key it may carry
+    (keys are never stored in plaintext); text no database can keep (NUL, lone
+    surrogates) leaves only its messageId."""
+    if isinstance(message, dict):
+        message = {name: value for name, value in message.items() if name.lower() != "writekey"}
     try:
         text = orjson.dumps(message).decode()
     except TypeError:
