@@ -104,7 +104,8 @@ def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
 
 def parse_timestamp(value: str | float, field: str = "occurred_at") -> datetime:
     """An ISO 8601 time with an offset (`Z` included) or seconds since the Unix epoch."""
-    if isinstance(value, bool):
+    # bool is an int; objects and lists come straight from bodies not parsed by a model
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise Invalid(field, "must be an ISO 8601 time or seconds since the epoch")
     if isinstance(value, int | float):
         try:

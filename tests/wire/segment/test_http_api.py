@@ -175,6 +175,17 @@ async def test_beyond_segments_size_limits(client: httpx.AsyncClient, tenant: Te
     assert drops[0]["payload"]["message"] == {"messageId": "too-big"}
 
 
+async def test_a_batch_sent_at_that_is_no_time_is_a_400(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for sent_at in ({}, [], "yesterday", True):
+        body = {"batch": [{"type": "track", "userId": "u", "event": "e"}], "sentAt": sent_at}
+        answer = await client.post("/segment/v1/batch", headers=basic(tenant.key), json=body)
+        assert answer.status_code == 400, (sent_at, answer.text)
+        assert answer.json()["code"] == "invalid_request"
+        assert "sentAt" in answer.json()["message"]
+
+
 async def test_more_than_200_properties_are_refused_or_dropped(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:
