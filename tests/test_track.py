@@ -156,6 +156,18 @@ async def test_limits_name_the_field(client: httpx.AsyncClient, tenant: Tenant) 
         error = response.json()["error"]
         assert error["field"] == field, (body, error)
         assert error["code"] == "invalid"
+    too_many = {
+        "event": "ok",
+        "contact": contact,
+        "properties": dict.fromkeys(map(str, range(201))),
+    }
+    refused = await client.post("/v1/track", headers=tenant.headers, json=too_many)
+    assert refused.status_code == 422
+    assert refused.json()["error"] == {
+        "code": "invalid",
+        "field": "properties",
+        "message": "properties must have at most 200 keys",
+    }
     deep_enough = {"a": {"b": {"c": {"d": {"e": 1}}}}}
     ok = await client.post(
         "/v1/track",
@@ -163,6 +175,8 @@ async def test_limits_name_the_field(client: httpx.AsyncClient, tenant: Tenant) 
         json={"event": "x" * 255, "contact": contact, "properties": deep_enough},
     )
     assert ok.status_code == 201, ok.text
+    at_most = {"event": "ok", "contact": contact, "properties": dict.fromkeys(map(str, range(200)))}
+    assert (await client.post("/v1/track", headers=tenant.headers, json=at_most)).status_code == 201
 
 
 async def test_malformed_json_is_a_clear_422(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -207,6 +207,7 @@ def serve(
         log_level=settings.log_level,
         access_log=False,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     public_url: str | None = None
     """Base URL printed for users when Trackbook sits behind a proxy."""
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Addresses (comma-separated, CIDR ranges or *) whose X-Forwarded-For and
+    X-Forwarded-Proto `trackbook serve` believes: the load balancers in front of it."""
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     batch_max_events: int = Field(default=1000, ge=1)

@@ -16,6 +16,9 @@ VALUE_MAX = 65_535
 MESSAGE_ID_MAX = 255
 PROPERTIES_MAX_BYTES = 32 * 1024
 PROPERTIES_MAX_DEPTH = 5
+PROPERTIES_MAX_KEYS = 200
+"""Top-level keys of one event's properties: each name enters the event_properties
+catalog that the dashboard and segment editor list. Segment's `$context` counts as one."""
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
@@ -54,6 +57,23 @@ def _storable_json(value: Any) -> bool:
     return True
 
 
+def _check_properties(properties: Any) -> None:
+    if not _storable_json(properties):
+        raise Invalid("properties", "must not contain NUL characters or invalid Unicode")
+    if not isinstance(properties, dict):
+        raise Invalid("properties", "must be an object")
+    try:
+        size = len(orjson.dumps(properties))
+    except TypeError as error:
+        raise Invalid("properties", f"cannot be stored as JSON: {error}") from None
+    if len(properties) > PROPERTIES_MAX_KEYS:
+        raise Invalid("properties", f"must have at most {PROPERTIES_MAX_KEYS} keys")
+    if size > PROPERTIES_MAX_BYTES:
+        raise Invalid("properties", f"must be at most {PROPERTIES_MAX_BYTES} bytes as JSON")
+    if _depth(properties) > PROPERTIES_MAX_DEPTH:
+        raise Invalid("properties", f"must be nested at most {PROPERTIES_MAX_DEPTH} deep")
+
+
 def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
     """Raises Invalid for the first limit `command` breaks; returns its occurred_at."""
     if not 1 <= len(command.name) <= NAME_MAX or not command.name.strip():
@@ -67,24 +87,13 @@ def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
     ):
         if text is not None and not storable(text):
             raise Invalid(field, "must not contain NUL characters or invalid Unicode")
-    if command.properties is not None and not _storable_json(command.properties):
-        raise Invalid("properties", "must not contain NUL characters or invalid Unicode")
     _bounded(command.title, "title", TITLE_MAX)
     _bounded(command.value, "value", VALUE_MAX)
     _bounded(command.message_id, "message_id", MESSAGE_ID_MAX)
     if command.message_id is not None and not command.message_id:
         raise Invalid("message_id", "must not be empty")
     if command.properties is not None:
-        if not isinstance(command.properties, dict):
-            raise Invalid("properties", "must be an object")
-        try:
-            size = len(orjson.dumps(command.properties))
-        except TypeError as error:
-            raise Invalid("properties", f"cannot be stored as JSON: {error}") from None
-        if size > PROPERTIES_MAX_BYTES:
-            raise Invalid("properties", f"must be at most {PROPERTIES_MAX_BYTES} bytes as JSON")
-        if _depth(command.properties) > PROPERTIES_MAX_DEPTH:
-            raise Invalid("properties", f"must be nested at most {PROPERTIES_MAX_DEPTH} deep")
+        _check_properties(command.properties)
     occurred_at = command.occurred_at or received_at
     if occurred_at.tzinfo is None:
         raise Invalid("occurred_at", "must carry a UTC offset")
@@ -95,7 +104,8 @@ def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
 
 def parse_timestamp(value: str | float, field: str = "occurred_at") -> datetime:
     """An ISO 8601 time with an offset (`Z` included) or seconds since the Unix epoch."""
-    if isinstance(value, bool):
+    # bool is an int; objects and lists come straight from bodies not parsed by a model
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise Invalid(field, "must be an ISO 8601 time or seconds since the epoch")
     if isinstance(value, int | float):
         try:

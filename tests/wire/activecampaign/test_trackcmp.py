@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
 from tests.support import Tenant
@@ -102,6 +104,21 @@ async def test_refusals_are_success_0(
         assert response.json()["message"]
     exactly_32 = await client.post("/event", data=form(account, event="x" * 32, visit=visit))
     assert exactly_32.json() == SPAWNED
+
+
+async def test_more_than_200_visit_fields_are_refused(
+    client: httpx.AsyncClient, tenant: Tenant, account: SiteTracking
+) -> None:
+    await create_contact(client, tenant, "wide@example.com")
+
+    def visit(fields: int) -> str:
+        return json.dumps({"email": "wide@example.com"} | {f"f{i}": i for i in range(fields)})
+
+    refused = await client.post("/event", data=form(account, event="wide", visit=visit(201)))
+    assert refused.status_code == 400
+    assert refused.json() == {"success": 0, "message": "properties must have at most 200 keys"}
+    spawned = await client.post("/event", data=form(account, event="wide", visit=visit(200)))
+    assert spawned.json() == SPAWNED
 
 
 async def test_rotated_event_key_refuses_the_old_one(

@@ -175,6 +175,43 @@ async def test_beyond_segments_size_limits(client: httpx.AsyncClient, tenant: Te
     assert drops[0]["payload"]["message"] == {"messageId": "too-big"}
 
 
+async def test_a_batch_sent_at_that_is_no_time_is_a_400(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for sent_at in ({}, [], "yesterday", True):
+        body = {"batch": [{"type": "track", "userId": "u", "event": "e"}], "sentAt": sent_at}
+        answer = await client.post("/segment/v1/batch", headers=basic(tenant.key), json=body)
+        assert answer.status_code == 400, (sent_at, answer.text)
+        assert answer.json()["code"] == "invalid_request"
+        assert "sentAt" in answer.json()["message"]
+
+
+async def test_more_than_200_properties_are_refused_or_dropped(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    wide = {"userId": "wide", "event": "Wide", "properties": {f"p{i}": i for i in range(201)}}
+    single = await client.post("/segment/v1/track", headers=basic(tenant.key), json=wide)
+    assert (single.status_code, single.json()) == (
+        400,
+        {"code": "invalid_request", "message": "properties must have at most 200 keys"},
+    )
+    batch = {
+        "batch": [
+            {**wide, "type": "track", "messageId": "too-wide"},
+            {"type": "track", "userId": "wide", "event": "Narrow"},
+        ]
+    }
+    accepted = await client.post("/segment/v1/batch", headers=basic(tenant.key), json=batch)
+    assert accepted.status_code == 200
+    assert [
+        drop["payload"]["message"]["messageId"] for drop in await dropped_of(client, tenant)
+    ] == ["too-wide"]
+    # with no context, 200 properties are 200 keys; Segment's context would be one more
+    at_most = {"userId": "wide", "event": "Wide", "properties": {f"p{i}": i for i in range(200)}}
+    stored = await client.post("/segment/v1/track", headers=basic(tenant.key), json=at_most)
+    assert stored.status_code == 200, stored.text
+
+
 @pytest.mark.parametrize(
     ("long_path", "short_path", "body"),
     [
