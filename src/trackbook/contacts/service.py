@@ -532,6 +532,65 @@ async def identify_visitor(
     return Visitor(contact.id, visitor_id, newly_identified=True)
 
 
+async def visitor_as_named(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    email: str | None,
+    external_id: str | None,
+    visitor_id: str | None,
+    list_id: int | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> Visitor | None:
+    """What identify_visitor (then adding to `list_id`) would answer when it would
+    change nothing, found by reading only; None when it would write something."""
+    if email is None and external_id is None:
+        return None
+    column = contacts.c.email if email is not None else contacts.c.external_id
+    fields = dict(changes or {})
+    if visitor_id is None:
+        alias = (
+            sa.select(contact_aliases.c.alias)
+            .where(
+                contact_aliases.c.account_id == account_id,
+                contact_aliases.c.contact_id == contacts.c.id,
+            )
+            .order_by(contact_aliases.c.id)
+            .limit(1)
+        )
+    else:
+        alias = sa.select(contact_aliases.c.alias).where(
+            contact_aliases.c.account_id == account_id,
+            contact_aliases.c.contact_id == contacts.c.id,
+            contact_aliases.c.alias == visitor_id,
+        )
+    member = sa.exists().where(
+        list_members.c.account_id == account_id,
+        list_members.c.list_id == list_id,
+        list_members.c.contact_id == contacts.c.id,
+    )
+    statement = sa.select(
+        contacts.c.id,
+        contacts.c.email,
+        contacts.c.external_id,
+        alias.scalar_subquery().label("alias"),
+        *(contacts.c[name] for name in fields),
+        *((member.label("member"),) if list_id is not None else ()),
+    ).where(contacts.c.account_id == account_id, column == (email or external_id))
+    row = (await conn.execute(statement)).one_or_none()
+    if row is None or row.alias is None:
+        return None
+    # Each of email and external id, when given, must already be this contact's: the
+    # other contact holding it (or nobody) means a change or a conflict, for the write.
+    if external_id is not None and row.external_id != external_id:
+        return None
+    if any(row._mapping[name] != value for name, value in fields.items()):
+        return None
+    if list_id is not None and not row.member:
+        return None
+    return Visitor(row.id, row.alias, newly_identified=False)
+
+
 async def _merge_into(
     conn: AsyncConnection, account_id: int, source: int, target: int, *, now: datetime
 ) -> None:
