@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -546,38 +547,17 @@ async def visitor_as_named(
     change nothing, found by reading only; None when it would write something."""
     if email is None and external_id is None:
         return None
-    column = contacts.c.email if email is not None else contacts.c.external_id
     fields = dict(changes or {})
-    if visitor_id is None:
-        alias = (
-            sa.select(contact_aliases.c.alias)
-            .where(
-                contact_aliases.c.account_id == account_id,
-                contact_aliases.c.contact_id == contacts.c.id,
-            )
-            .order_by(contact_aliases.c.id)
-            .limit(1)
-        )
-    else:
-        alias = sa.select(contact_aliases.c.alias).where(
-            contact_aliases.c.account_id == account_id,
-            contact_aliases.c.contact_id == contacts.c.id,
-            contact_aliases.c.alias == visitor_id,
-        )
-    member = sa.exists().where(
-        list_members.c.account_id == account_id,
-        list_members.c.list_id == list_id,
-        list_members.c.contact_id == contacts.c.id,
+    statement = _visitor_statement(
+        email is not None, visitor_id is not None, list_id is not None, tuple(fields)
     )
-    statement = sa.select(
-        contacts.c.id,
-        contacts.c.email,
-        contacts.c.external_id,
-        alias.scalar_subquery().label("alias"),
-        *(contacts.c[name] for name in fields),
-        *((member.label("member"),) if list_id is not None else ()),
-    ).where(contacts.c.account_id == account_id, column == (email or external_id))
-    row = (await conn.execute(statement)).one_or_none()
+    parameters = {
+        "account_id": account_id,
+        "identifier": email if email is not None else external_id,
+        "visitor_id": visitor_id,
+        "list_id": list_id,
+    }
+    row = (await conn.execute(statement, parameters)).one_or_none()
     if row is None or row.alias is None:
         return None
     # Each of email and external id, when given, must already be this contact's: the
@@ -589,6 +569,36 @@ async def visitor_as_named(
     if list_id is not None and not row.member:
         return None
     return Visitor(row.id, row.alias, newly_identified=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _visitor_statement(
+    by_email: bool, visitor_given: bool, list_given: bool, fields: tuple[str, ...]
+) -> sa.Select[Any]:
+    # Built once per shape: building and keying a statement of subqueries costs more
+    # than running it, and this runs for nearly every Octeth event.
+    account_id: sa.BindParameter[int] = sa.bindparam("account_id")
+    alias = sa.select(contact_aliases.c.alias).where(
+        contact_aliases.c.account_id == account_id,
+        contact_aliases.c.contact_id == contacts.c.id,
+    )
+    if visitor_given:
+        alias = alias.where(contact_aliases.c.alias == sa.bindparam("visitor_id"))
+    else:
+        alias = alias.order_by(contact_aliases.c.id).limit(1)
+    member = sa.exists().where(
+        list_members.c.account_id == account_id,
+        list_members.c.list_id == sa.bindparam("list_id"),
+        list_members.c.contact_id == contacts.c.id,
+    )
+    column = contacts.c.email if by_email else contacts.c.external_id
+    return sa.select(
+        contacts.c.id,
+        contacts.c.external_id,
+        alias.scalar_subquery().label("alias"),
+        *(contacts.c[name] for name in fields),
+        *((member.label("member"),) if list_given else ()),
+    ).where(contacts.c.account_id == account_id, column == sa.bindparam("identifier"))
 
 
 async def _merge_into(
