@@ -533,8 +533,8 @@ async def identify_visitor(
     return Visitor(contact.id, visitor_id, newly_identified=True)
 
 
-async def visitor_as_named(
-    conn: AsyncConnection,
+def visitor_as_named(
+    conn: sa.Connection,
     account_id: int,
     *,
     email: str | None,
@@ -557,7 +557,7 @@ async def visitor_as_named(
         "visitor_id": visitor_id,
         "list_id": list_id,
     }
-    row = (await conn.execute(statement, parameters)).one_or_none()
+    row = conn.execute(statement, parameters).one_or_none()
     if row is None or row.alias is None:
         return None
     # Each of email and external id, when given, must already be this contact's: the

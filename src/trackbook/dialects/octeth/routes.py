@@ -195,7 +195,7 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
         joining_list = list_id if email is not None else None
         # Nearly always the visitor is already as the request names it: a read answers
         # that without queueing a write transaction beside the event writer's groups.
-        visitor = await services.db.query(
+        visitor = await services.db.run_query(
             contacts.visitor_as_named,
             account.id,
             email=email,
