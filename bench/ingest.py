@@ -248,7 +248,7 @@ def _bench_backend(
         rss_kib = server.rss_kib()
         profiles: dict[str, str] = {}
         if profile is not None:
-            for phase in ("track", "validate", "batch"):
+            for phase in ("track", "octeth", "validate", "batch"):
                 print(f"  {backend}: profiling {phase} ...", flush=True)
                 output = profile / f"{backend}-{phase}.txt"
                 profiles[phase] = _profiled(run, specs[phase], output)
@@ -294,7 +294,7 @@ def _arguments() -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="afterwards, replay track, validate and batch under py-spy; raw profiles go here",
+        help="afterwards, replay track, octeth, validate and batch under py-spy; profiles go here",
     )
     arguments = parser.parse_args()
     arguments.backends = [name.strip() for name in arguments.backends.split(",") if name.strip()]
