@@ -21,17 +21,22 @@ from typing import IO
 
 import asyncpg
 
+from trackbook.keyring import Keyring, new_key
+
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
 POSTGRES_ADMIN_DATABASE = "test"
 POSTGRES_USERS = ("root", "postgres")
 START_SECONDS = 90.0
 STOP_SECONDS = 15.0
+# The server key of every benchmarked server: the event key trackcmp and v1 requests
+# carry is stored sealed with it.
+SECRET_KEY = new_key()
 
 
 RATE_LIMITS = (
     "NATIVE", "FLUENTCRM", "OCTETH_TRACK", "OCTETH_PROPERTIES", "ACTIVECAMPAIGN",
-    "TRACKCMP_ACTID", "TRACKCMP_IP", "SIGNIN",
+    "TRACKCMP_ACTID", "TRACKCMP_IP", "SEGMENT", "SIGNIN",
 )  # fmt: skip
 
 
@@ -100,7 +105,7 @@ def activecampaign_ids(database: BenchDatabase) -> tuple[str, str]:
     if database.backend == "sqlite":
         with contextlib.closing(sqlite3.connect(database.raw_location)) as connection:
             actid, event_key = connection.execute(query).fetchone()
-            return str(actid), str(event_key)
+            return str(actid), Keyring([SECRET_KEY]).open(event_key)
 
     async def read() -> tuple[str, str]:
         connection = await asyncpg.connect(database.raw_location, timeout=5)
@@ -108,7 +113,7 @@ def activecampaign_ids(database: BenchDatabase) -> tuple[str, str]:
             row = await connection.fetchrow(query)
         finally:
             await connection.close()
-        return str(row["actid"]), str(row["event_key"])
+        return str(row["actid"]), Keyring([SECRET_KEY]).open(row["event_key"])
 
     return asyncio.run(read())
 
@@ -138,6 +143,22 @@ def _forward_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
+def server_environment(database: BenchDatabase) -> dict[str, str]:
+    """This process's environment without its TRACKBOOK_ settings, plus those of a
+    benchmarked server on `database`."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TRACKBOOK_")}
+    environment |= {
+        "TRACKBOOK_DATABASE_URL": database.url,
+        "TRACKBOOK_BENCH_ROUTES": "true",
+        "TRACKBOOK_LOG_LEVEL": "warning",
+        "TRACKBOOK_SECRET_KEY": SECRET_KEY,
+    }
+    # the limiter still runs on every request (its cost is measured), but never refuses
+    for limit in RATE_LIMITS:
+        environment[f"TRACKBOOK_RATE_LIMIT_{limit}"] = "1000000/second"
+    return environment
+
+
 class Server:
     """`trackbook serve` on a free loopback port, one uvicorn worker."""
 
@@ -157,19 +178,10 @@ class Server:
 
     def start(self) -> None:
         """Starts the server, reads the API key it prints and waits for /healthz."""
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("TRACKBOOK_")}
-        environment |= {
-            "TRACKBOOK_DATABASE_URL": self.database.url,
-            "TRACKBOOK_BENCH_ROUTES": "true",
-            "TRACKBOOK_LOG_LEVEL": "warning",
-        }
-        # the limiter still runs on every request (its cost is measured), but never refuses
-        for limit in RATE_LIMITS:
-            environment[f"TRACKBOOK_RATE_LIMIT_{limit}"] = "1000000/second"
         self._log = self.log_path.open("w")
         self._process = subprocess.Popen(  # noqa: S603 - our own console script, no shell
             [*trackbook_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=environment,
+            env=server_environment(self.database),
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

@@ -43,6 +43,9 @@ DIALECT_VS_TRACK_TARGET = 0.85
 PHASES = ("track", *workload.DIALECT_ROUTES, "validate", "batch", "raw insert")
 # Distinct pre-serialised requests per route; connections cycle through them.
 SINGLE_REQUESTS = 4000
+# A replayed Segment messageId stores nothing: enough distinct ones that no phase
+# wraps around, at rates well above any seen on this machine.
+SEGMENT_REQUESTS_PER_SECOND = 4000
 BATCH_REQUESTS = 60
 
 
@@ -143,13 +146,19 @@ def _specs(run: Run) -> dict[str, LoadSpec]:
     batches = [{"events": events} for events in workload.batches(2, BATCH_REQUESTS)]
     specs = {"track": _load(run, "track", "/v1/track", singles, 201)}
     actid, event_key = activecampaign_ids(run.database)
+    port, key = run.server.port, run.server.key
     for dialect in workload.DIALECT_ROUTES:
-        requests = [
-            workload.dialect_request(
-                dialect, run.server.port, run.server.key, actid, event_key, body
-            )
-            for body in singles
-        ]
+        if dialect == "segment":
+            count = max(SINGLE_REQUESTS, int(run.seconds * SEGMENT_REQUESTS_PER_SECOND))
+            requests = [
+                workload.segment_request(port, key, singles[n % len(singles)], f"bench-{n}")
+                for n in range(count)
+            ]
+        else:
+            requests = [
+                workload.dialect_request(dialect, port, key, actid, event_key, body)
+                for body in singles
+            ]
         # ActiveCampaign answers a refused event 200 with success 0
         refused = b'"success":0' if dialect in ("trackcmp", "v1") else None
         specs[dialect] = _spec(run, dialect, requests, 200, refused)
@@ -159,12 +168,14 @@ def _specs(run: Run) -> dict[str, LoadSpec]:
 
 
 def _warm_up(run: Run) -> None:
-    """Creates every contact once, so track measures the steady state of known contacts."""
+    """Creates every contact once, then gives each a userId and a visitor id, so every
+    phase measures the steady state of known, identified contacts."""
     port, key = run.server.port, run.server.key
     requests = [
         workload.http_post(port, "/v1/batch", key, {"events": events})
         for events in workload.every_contact_batches()
     ]
+    requests += workload.segment_identify_batches(port, key)
     statuses = run.pool.submit(send_each, port, requests).result(timeout=GRACE_SECONDS * 2)
     if any(status != 200 for status in statuses):
         raise BenchError(f"warm-up batches answered {statuses}{run.server.log_tail()}")
@@ -237,7 +248,7 @@ def _bench_backend(
         rss_kib = server.rss_kib()
         profiles: dict[str, str] = {}
         if profile is not None:
-            for phase in ("track", "validate", "batch"):
+            for phase in ("track", "octeth", "validate", "batch"):
                 print(f"  {backend}: profiling {phase} ...", flush=True)
                 output = profile / f"{backend}-{phase}.txt"
                 profiles[phase] = _profiled(run, specs[phase], output)
@@ -283,7 +294,7 @@ def _arguments() -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="afterwards, replay track, validate and batch under py-spy; raw profiles go here",
+        help="afterwards, replay track, octeth, validate and batch under py-spy; profiles go here",
     )
     arguments = parser.parse_args()
     arguments.backends = [name.strip() for name in arguments.backends.split(",") if name.strip()]

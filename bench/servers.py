@@ -24,12 +24,12 @@ from pathlib import Path
 
 import workload
 from backends import (
-    RATE_LIMITS,
     BenchDatabase,
     Server,
     create_postgres_database,
     drop_postgres_database,
     free_port,
+    server_environment,
     sqlite_database,
 )
 from ingest import SINGLE_REQUESTS, Run, _load, _measured, _warm_up
@@ -61,17 +61,13 @@ class Other(Server):
         self.command = _commands(self.port)[name]
 
     def start(self) -> None:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("TRACKBOOK_")}
-        environment |= {
-            "TRACKBOOK_DATABASE_URL": self.database.url,
-            "TRACKBOOK_BENCH_ROUTES": "true",
-            "TRACKBOOK_LOG_LEVEL": "warning",
-        }
-        for limit in RATE_LIMITS:
-            environment[f"TRACKBOOK_RATE_LIMIT_{limit}"] = "1000000/second"
         self._log = self.log_path.open("w")
         self._process = subprocess.Popen(  # noqa: S603 - fixed commands, no shell
-            self.command, env=environment, stdout=self._log, stderr=self._log, text=True
+            self.command,
+            env=server_environment(self.database),
+            stdout=self._log,
+            stderr=self._log,
+            text=True,
         )
         self._wait_healthy(time.monotonic() + 90)
 

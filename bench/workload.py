@@ -58,7 +58,9 @@ def _request(
 
 # Each dialect's track route, as its vendor's clients call it, for the same event as a
 # /v1/track body; every one answers 200.
-DIALECT_ROUTES = ("fluentcrm", "octeth", "trackcmp", "v1")
+DIALECT_ROUTES = ("fluentcrm", "octeth", "trackcmp", "v1", "segment")
+SEGMENT_TRACK = "/segment/v1/track"
+SEGMENT_BATCH = "/segment/v1/batch"
 V1_PATH = "/admin/api.php?api_action=track_event_add&api_output=json"
 
 
@@ -74,9 +76,10 @@ def dialect_request(
             "value": body["value"],
             "provider": "bench",
         }
-        basic = base64.b64encode(f"fcadmin:{key}".encode()).decode()
         path = "/wp-json/fluent-crm/v2/subscribers/track-event"
-        return _request(port, path, orjson.dumps(fields), "application/json", f"Basic {basic}")
+        return _request(
+            port, path, orjson.dumps(fields), "application/json", _basic("fcadmin", key)
+        )
     if dialect == "octeth":
         fields = {
             "Command": "event.track",
@@ -99,6 +102,51 @@ def dialect_request(
         form["api_key"] = key
         path = V1_PATH
     return _request(port, path, urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+
+def user_id_of(email: str) -> str:
+    """The Segment userId the benchmark gives a contact: its email's local part."""
+    return email.partition("@")[0]
+
+
+def visitor_of(email: str) -> str:
+    """The browser visitor id (Segment anonymousId, Octeth UUID) of a contact."""
+    return f"visitor-{user_id_of(email)}"
+
+
+def segment_request(port: int, key: str, body: dict[str, Any], message_id: str) -> bytes:
+    """The /v1/track body as analytics-python sends it: a track call by userId."""
+    message = {
+        "userId": user_id_of(body["contact"]["email"]),
+        "event": body["event"],
+        "properties": {**body["properties"], "title": body["title"], "value": body["value"]},
+        "messageId": message_id,
+    }
+    return _request(port, SEGMENT_TRACK, orjson.dumps(message), "application/json", _basic(key))
+
+
+def segment_identify_batches(port: int, key: str) -> list[bytes]:
+    """Batches of identify calls giving each contact a userId and a visitor id, as a
+    shop's site does on sign-in: the steady state the Segment and Octeth phases see."""
+    requests = []
+    for start in range(0, CONTACTS, BATCH_SIZE):
+        emails = [email_of(contact) for contact in range(start, start + BATCH_SIZE)]
+        messages = [
+            {
+                "type": "identify",
+                "userId": user_id_of(email),
+                "anonymousId": visitor_of(email),
+                "traits": {"email": email},
+            }
+            for email in emails
+        ]
+        payload = orjson.dumps({"batch": messages})
+        requests.append(_request(port, SEGMENT_BATCH, payload, "application/json", _basic(key)))
+    return requests
+
+
+def _basic(user: str, password: str = "") -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def single_events(seed: int, count: int) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -549,6 +550,74 @@ async def identify_visitor(
         return Visitor(contact.id, visitor_id, newly_identified=False)
     await identify(conn, account_id, visitor_id, ContactRef(id=contact.id), now=now)
     return Visitor(contact.id, visitor_id, newly_identified=True)
+
+
+def visitor_as_named(
+    conn: sa.Connection,
+    account_id: int,
+    *,
+    email: str | None,
+    external_id: str | None,
+    visitor_id: str | None,
+    list_id: int | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> Visitor | None:
+    """What identify_visitor (then adding to `list_id`) would answer when it would
+    change nothing, found by reading only; None when it would write something."""
+    if email is None and external_id is None:
+        return None
+    fields = dict(changes or {})
+    statement = _visitor_statement(
+        email is not None, visitor_id is not None, list_id is not None, tuple(fields)
+    )
+    parameters = {
+        "account_id": account_id,
+        "identifier": email if email is not None else external_id,
+        "visitor_id": visitor_id,
+        "list_id": list_id,
+    }
+    row = conn.execute(statement, parameters).one_or_none()
+    if row is None or row.alias is None:
+        return None
+    # Each of email and external id, when given, must already be this contact's: the
+    # other contact holding it (or nobody) means a change or a conflict, for the write.
+    if external_id is not None and row.external_id != external_id:
+        return None
+    if any(row._mapping[name] != value for name, value in fields.items()):
+        return None
+    if list_id is not None and not row.member:
+        return None
+    return Visitor(row.id, row.alias, newly_identified=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _visitor_statement(
+    by_email: bool, visitor_given: bool, list_given: bool, fields: tuple[str, ...]
+) -> sa.Select[Any]:
+    # Built once per shape: building and keying a statement of subqueries costs more
+    # than running it, and this runs for nearly every Octeth event.
+    account_id: sa.BindParameter[int] = sa.bindparam("account_id")
+    alias = sa.select(contact_aliases.c.alias).where(
+        contact_aliases.c.account_id == account_id,
+        contact_aliases.c.contact_id == contacts.c.id,
+    )
+    if visitor_given:
+        alias = alias.where(contact_aliases.c.alias == sa.bindparam("visitor_id"))
+    else:
+        alias = alias.order_by(contact_aliases.c.id).limit(1)
+    member = sa.exists().where(
+        list_members.c.account_id == account_id,
+        list_members.c.list_id == sa.bindparam("list_id"),
+        list_members.c.contact_id == contacts.c.id,
+    )
+    column = contacts.c.email if by_email else contacts.c.external_id
+    return sa.select(
+        contacts.c.id,
+        contacts.c.external_id,
+        alias.scalar_subquery().label("alias"),
+        *(contacts.c[name] for name in fields),
+        *((member.label("member"),) if list_given else ()),
+    ).where(contacts.c.account_id == account_id, column == sa.bindparam("identifier"))
 
 
 async def _merge_into(

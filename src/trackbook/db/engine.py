@@ -33,6 +33,9 @@ def _regexp(pattern: str | None, text: str | None) -> bool | None:
         return False
 
 
+SQLITE_READER_THREADS = 4
+
+
 class StorageUnavailable(Exception):
     """The database could not be reached or refused to work; a retry may succeed."""
 
@@ -63,6 +66,8 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self._sync_writer: sa.Engine | None = None
         self._sync_thread: ThreadPoolExecutor | None = None
+        self._sync_reader: sa.Engine | None = None
+        self._reader_threads: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             self.reader = self._sqlite_engine(immediate=False)
             self.writer = self._sqlite_engine(immediate=True)
@@ -136,6 +141,24 @@ class Database:
             self._sync_writer = engine
             self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="trackbook-sqlite-writer")
         return self._sync_writer, self._sync_thread
+
+    def _sqlite_sync_readers(self) -> tuple[sa.Engine, ThreadPoolExecutor]:
+        if self._sync_reader is None or self._reader_threads is None:
+            engine = sa.create_engine(
+                self.url.set(drivername="sqlite"),
+                json_serializer=_json_dumps,
+                json_deserializer=orjson.loads,
+                connect_args={"timeout": 30, "check_same_thread": False},
+                pool_size=SQLITE_READER_THREADS,
+                max_overflow=0,
+                pool_timeout=30,
+            )
+            self._configure_sqlite(engine, immediate=False)
+            self._sync_reader = engine
+            self._reader_threads = ThreadPoolExecutor(
+                SQLITE_READER_THREADS, thread_name_prefix="trackbook-sqlite-reader"
+            )
+        return self._sync_reader, self._reader_threads
 
     @staticmethod
     async def _connect(engine: AsyncEngine) -> AsyncConnection:
@@ -211,6 +234,25 @@ class Database:
         async with self.read() as connection:
             return await work(connection, *args, **kwargs)
 
+    async def run_query(
+        self,
+        work: Callable[Concatenate[sa.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Runs synchronous read-only work on a reader connection.
+
+        For reads on a hot path: on SQLite the whole read runs in a reader thread on the
+        sqlite3 module (one hand-off to the event loop, where aiosqlite takes one per
+        step: checkout, BEGIN, execute, fetch, rollback); on PostgreSQL through run_sync.
+        """
+        if not self.is_sqlite:
+            async with self.read() as connection:
+                return await connection.run_sync(work, *args, **kwargs)
+        engine, threads = self._sqlite_sync_readers()
+        call = functools.partial(_in_sqlite_transaction, engine, work, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(threads, call)
+
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.execute(sa.text("SELECT 1"))
@@ -224,6 +266,12 @@ class Database:
             self._sync_writer = self._sync_thread = None
             await asyncio.get_running_loop().run_in_executor(thread, engine.dispose)
             thread.shutdown()
+        if self._reader_threads is not None and self._sync_reader is not None:
+            engine, threads = self._sync_reader, self._reader_threads
+            self._sync_reader = self._reader_threads = None
+            # the pool's connections may be used by any reader thread (check_same_thread off)
+            engine.dispose()
+            threads.shutdown()
 
 
 class SerialWriter:

@@ -236,6 +236,54 @@ async def test_anonymous_visitor_then_identify_moves_history(
     assert other.json()["external_id"] == "ext-9"
 
 
+async def test_a_known_visitor_still_takes_each_change_a_request_names(
+    client: httpx.AsyncClient, tenant: Tenant, list_id: int
+) -> None:
+    def event(**fields: object) -> dict[str, object]:
+        return {"APIKey": tenant.key, "Event": "page_view", "Email": "known@example.com", **fields}
+
+    first = (await client.post("/api/v1/event", json=event())).json()
+    repeat = (await client.post("/api/v1/event", json=event())).json()
+    assert repeat["uuid"] == first["uuid"]
+    assert repeat["identify_event_sent"] is False
+
+    changes = [
+        event(ListID=list_id),
+        event(ID="ext-known"),
+        event(Event="identify", Properties={"first_name": "Kim"}),
+        event(Event="identify", Properties={"first_name": "Kai"}),
+    ]
+    for body in changes:
+        response = await client.post("/api/v1/event", json=body)
+        assert response.status_code == 200, response.text
+        assert response.json()["uuid"] == first["uuid"]
+    contact = (
+        await client.get(
+            "/v1/contacts", headers=tenant.headers, params={"email": "known@example.com"}
+        )
+    ).json()["data"][0]
+    assert (contact["external_id"], contact["first_name"]) == ("ext-known", "Kai")
+    details = (await client.get(f"/v1/contacts/{contact['id']}", headers=tenant.headers)).json()
+    assert details["list_ids"] == [list_id]
+
+    # another browser of the same contact: its visitor id is linked, once
+    linked = (await client.post("/api/v1/event", json=event(UUID="second-browser"))).json()
+    assert (linked["uuid"], linked["identify_event_sent"]) == ("second-browser", True)
+    again = (await client.post("/api/v1/event", json=event(UUID="second-browser"))).json()
+    assert again["identify_event_sent"] is False
+    details = (await client.get(f"/v1/contacts/{contact['id']}", headers=tenant.headers)).json()
+    assert sorted(details["aliases"]) == sorted([first["uuid"], "second-browser"])
+    # an external id held by another contact is still refused, as before
+    await client.post(
+        "/api/v1/event",
+        json={"APIKey": tenant.key, "Event": "page_view", "Email": "other@example.com"},
+    )
+    conflict = await client.post(
+        "/api/v1/event", json=event(Email="other@example.com", ID="ext-known")
+    )
+    assert conflict.status_code == 409, conflict.text
+
+
 async def test_conversion_and_reading_back_through_fluentcrm(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:

@@ -192,16 +192,29 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
     identified = False
     if email is not None or external_id is not None:
         traits = _traits(properties) if event == "identify" else {}
-        visitor = await services.db.write(
-            _identify,
+        joining_list = list_id if email is not None else None
+        # Nearly always the visitor is already as the request names it: a read answers
+        # that without queueing a write transaction beside the event writer's groups.
+        visitor = await services.db.run_query(
+            contacts.visitor_as_named,
             account.id,
             email=email,
             external_id=external_id,
             visitor_id=visitor_id,
-            list_id=list_id if email is not None else None,
-            traits=traits,
-            now=services.clock.now(),
+            list_id=joining_list,
+            changes=traits,
         )
+        if visitor is None:
+            visitor = await services.db.write(
+                _identify,
+                account.id,
+                email=email,
+                external_id=external_id,
+                visitor_id=visitor_id,
+                list_id=joining_list,
+                traits=traits,
+                now=services.clock.now(),
+            )
         visitor_id, identified = visitor.visitor_id, visitor.newly_identified
         contact = ContactRef(id=visitor.contact_id)
         policy = UnknownContact.REJECT
