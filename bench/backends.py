@@ -22,6 +22,7 @@ from typing import IO
 import asyncpg
 
 from trackbook.keyring import Keyring, new_key
+from trackbook.settings import RATE_LIMITS
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
@@ -32,12 +33,6 @@ STOP_SECONDS = 15.0
 # The server key of every benchmarked server: the event key trackcmp and v1 requests
 # carry is stored sealed with it.
 SECRET_KEY = new_key()
-
-
-RATE_LIMITS = (
-    "NATIVE", "FLUENTCRM", "OCTETH_TRACK", "OCTETH_PROPERTIES", "ACTIVECAMPAIGN",
-    "TRACKCMP_ACTID", "TRACKCMP_IP", "SEGMENT", "SIGNIN",
-)  # fmt: skip
 
 
 class BenchError(Exception):
@@ -155,7 +150,7 @@ def server_environment(database: BenchDatabase) -> dict[str, str]:
     }
     # the limiter still runs on every request (its cost is measured), but never refuses
     for limit in RATE_LIMITS:
-        environment[f"TRACKBOOK_RATE_LIMIT_{limit}"] = "1000000/second"
+        environment[f"TRACKBOOK_{limit.upper()}"] = "1000000/second"
     return environment
 
 

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 
 from trackbook.accounts import service as accounts
 from trackbook.services import Services
+from trackbook.settings import RATE_LIMITS
 
 POSTGRES_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/test"
 
@@ -105,20 +106,7 @@ async def make_tenant(services: Services, name: str = "Acme") -> Tenant:
     return Tenant(account.id, issued.secret)
 
 
-UNLIMITED = dict.fromkeys(
-    (
-        "rate_limit_native",
-        "rate_limit_fluentcrm",
-        "rate_limit_octeth_track",
-        "rate_limit_octeth_properties",
-        "rate_limit_activecampaign",
-        "rate_limit_trackcmp_actid",
-        "rate_limit_trackcmp_ip",
-        "rate_limit_segment",
-        "rate_limit_signin",
-    ),
-    "1000000/second",
-)
+UNLIMITED = dict.fromkeys(RATE_LIMITS, "1000000/second")
 """Tests of everything but the limits themselves send faster than any vendor allows."""
 
 

@@ -10,6 +10,18 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TRACKBOOK_"
+RATE_LIMITS = (
+    "rate_limit_native",
+    "rate_limit_fluentcrm",
+    "rate_limit_octeth_track",
+    "rate_limit_octeth_properties",
+    "rate_limit_activecampaign",
+    "rate_limit_trackcmp_actid",
+    "rate_limit_trackcmp_ip",
+    "rate_limit_segment",
+    "rate_limit_signin",
+)
+"""The settings that are rate limits: validated as rates, lifted together by tests."""
 
 
 class Settings(BaseSettings):
@@ -96,17 +108,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return url
 
-    @field_validator(
-        "rate_limit_native",
-        "rate_limit_fluentcrm",
-        "rate_limit_octeth_track",
-        "rate_limit_octeth_properties",
-        "rate_limit_activecampaign",
-        "rate_limit_trackcmp_actid",
-        "rate_limit_trackcmp_ip",
-        "rate_limit_segment",
-        "rate_limit_signin",
-    )
+    @field_validator(*RATE_LIMITS)
     @classmethod
     def _rate(cls, value: str) -> str:
         try:

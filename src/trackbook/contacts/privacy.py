@@ -17,74 +17,71 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {key: iso(value) if hasattr(value, "isoformat") else value for key, value in row.items()}
 
 
+async def _held(conn: AsyncConnection, statement: sa.Select[Any]) -> list[dict[str, Any]]:
+    """The rows of `statement` as JSON objects."""
+    return [_jsonable(dict(row._mapping)) for row in await conn.execute(statement)]
+
+
 async def export_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> dict[str, Any]:
     details = await get_contact_details(conn, account_id, contact_id)
     names = {item.id: item.name for item in await list_lists(conn, account_id)}
-    held_events = [
-        _jsonable(dict(row._mapping))
-        for row in await conn.execute(
-            sa.select(events)
-            .where(events.c.account_id == account_id, events.c.contact_id == contact_id)
-            .order_by(events.c.occurred_at, events.c.id)
+    held_events = await _held(
+        conn,
+        sa.select(events)
+        .where(events.c.account_id == account_id, events.c.contact_id == contact_id)
+        .order_by(events.c.occurred_at, events.c.id),
+    )
+    runs = await _held(
+        conn,
+        sa.select(
+            automation_runs.c.id,
+            automation_runs.c.automation_id,
+            automation_runs.c.event_id,
+            automation_runs.c.status,
+            automation_runs.c.last_error,
+            automation_runs.c.created_at,
         )
-    ]
-    runs = [
-        _jsonable(dict(row._mapping))
-        for row in await conn.execute(
-            sa.select(
-                automation_runs.c.id,
-                automation_runs.c.automation_id,
-                automation_runs.c.event_id,
-                automation_runs.c.status,
-                automation_runs.c.last_error,
-                automation_runs.c.created_at,
-            )
-            .where(
-                automation_runs.c.account_id == account_id,
-                automation_runs.c.contact_id == contact_id,
-            )
-            .order_by(automation_runs.c.id)
+        .where(
+            automation_runs.c.account_id == account_id,
+            automation_runs.c.contact_id == contact_id,
         )
-    ]
-    sent = [
-        _jsonable(dict(row._mapping))
-        for row in await conn.execute(
-            sa.select(
-                deliveries.c.id,
-                deliveries.c.endpoint_id,
-                deliveries.c.webhook_id,
-                deliveries.c.event_id,
-                deliveries.c.status,
-                deliveries.c.payload,
-                deliveries.c.created_at,
-                deliveries.c.delivered_at,
-            )
-            .where(
-                deliveries.c.account_id == account_id,
-                deliveries.c.event_id.in_(
-                    sa.select(events.c.id).where(
-                        events.c.account_id == account_id, events.c.contact_id == contact_id
-                    )
-                ),
-            )
-            .order_by(deliveries.c.id)
+        .order_by(automation_runs.c.id),
+    )
+    sent = await _held(
+        conn,
+        sa.select(
+            deliveries.c.id,
+            deliveries.c.endpoint_id,
+            deliveries.c.webhook_id,
+            deliveries.c.event_id,
+            deliveries.c.status,
+            deliveries.c.payload,
+            deliveries.c.created_at,
+            deliveries.c.delivered_at,
         )
-    ]
+        .where(
+            deliveries.c.account_id == account_id,
+            deliveries.c.event_id.in_(
+                sa.select(events.c.id).where(
+                    events.c.account_id == account_id, events.c.contact_id == contact_id
+                )
+            ),
+        )
+        .order_by(deliveries.c.id),
+    )
     contact = details.contact
-    dropped = [
-        _jsonable(dict(row._mapping))
-        for row in await conn.execute(
-            sa.select(
-                dropped_events.c.id,
-                dropped_events.c.source,
-                dropped_events.c.reason,
-                dropped_events.c.payload,
-                dropped_events.c.received_at,
-            )
-            .where(await dropped_naming(conn, account_id, contact))
-            .order_by(dropped_events.c.id)
+    dropped = await _held(
+        conn,
+        sa.select(
+            dropped_events.c.id,
+            dropped_events.c.source,
+            dropped_events.c.reason,
+            dropped_events.c.payload,
+            dropped_events.c.received_at,
         )
-    ]
+        .where(await dropped_naming(conn, account_id, contact))
+        .order_by(dropped_events.c.id),
+    )
     return {
         "contact": {
             "id": contact.id,
