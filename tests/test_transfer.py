@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
 import re
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from tests.test_cli import invoke
 from trackbook.cli import app
+from trackbook.db.engine import Database
+from trackbook.transfer import IMPORTED_TABLES, STATISTICS_AFTER
 
 
 def new_account(cli: CliRunner, name: str) -> str:
@@ -115,3 +120,47 @@ def test_export_contacts_to_a_file(cli: CliRunner, tmp_path: Path) -> None:
         "id", "email", "external_id", "first_name", "last_name", "status", "created_at",
         "updated_at",
     }  # fmt: skip
+
+
+def test_a_large_import_refreshes_the_postgresql_statistics(
+    cli: CliRunner, tmp_path: Path, database_url: str
+) -> None:
+    """Without it the writer's message-id look-up scanned every key of the account once
+    the import had outgrown the statistics (the 1,000,000-event import benchmark)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite's planner keeps no statistics to refresh")
+    account = new_account(cli, "Bulk loader")
+    file = tmp_path / "bulk.ndjson"
+    batch = 5
+    rows = STATISTICS_AFTER * batch * 2 + 1  # past the first two refreshes
+    file.write_text(
+        "".join(
+            json.dumps({"event": "visit", "contact": {"email": f"s{n % 50}@example.com"}}) + "\n"
+            for n in range(rows)
+        )
+    )
+
+    def analyzed() -> dict[str, int]:
+        async def read() -> dict[str, int]:
+            db = Database(database_url)
+            try:
+                async with db.read() as connection:
+                    counts = await connection.execute(
+                        sa.text(
+                            "SELECT relname, analyze_count FROM pg_stat_user_tables "
+                            "WHERE relname = ANY(:tables)"
+                        ),
+                        {"tables": list(IMPORTED_TABLES)},
+                    )
+                    return {row.relname: row.analyze_count for row in counts}
+            finally:
+                await db.dispose()
+
+        return asyncio.run(read())
+
+    before = analyzed()
+    output = invoke(cli, "import", str(file), "--account", account, "--batch", str(batch))
+    assert f"stored {rows}" in output
+    after = analyzed()
+    assert set(after) == set(IMPORTED_TABLES)
+    assert all(after[table] >= before.get(table, 0) + 2 for table in IMPORTED_TABLES), after

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import io
 import signal
 import sys
@@ -307,7 +308,15 @@ def import_events(
                     progress.update(task, completed=raw.tell(), rows=done, rate=int(rate))
 
                 return await transfer.import_rows(
-                    rows, target, services.events, batch=batch, dry_run=dry_run, progress=advance
+                    rows,
+                    target,
+                    services.events,
+                    batch=batch,
+                    dry_run=dry_run,
+                    progress=advance,
+                    refresh_statistics=functools.partial(
+                        services.db.refresh_statistics, transfer.IMPORTED_TABLES
+                    ),
                 )
         finally:
             await services.stop()

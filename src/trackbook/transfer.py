@@ -8,7 +8,8 @@ import csv
 import dataclasses
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -30,6 +31,12 @@ FIELDS = {
 }  # fmt: skip
 """What a CSV column can be mapped to, besides `properties.<name>`."""
 EXPORT_CHUNK = 1000
+YIELD_EVERY = 25
+"""Rows parsed between turns given to the writer."""
+STATISTICS_AFTER = 40
+"""Batches read before the statistics are first refreshed."""
+IMPORTED_TABLES = ("contacts", "events", "event_message_ids", "event_summaries")
+"""The tables an import grows."""
 EPOCH = re.compile(r"\d+(\.\d+)?")
 
 
@@ -135,13 +142,21 @@ async def import_rows(
     batch: int = 500,
     dry_run: bool = False,
     progress: Callable[[int], None] = lambda _: None,
+    refresh_statistics: Callable[[], Awaitable[None]] | None = None,
 ) -> ImportReport:
     """Stores the rows `batch` at a time through track_many (the group-commit writer).
-    The next batch is parsed while the previous one is written, so no more than two
-    batches are held in memory."""
+    Up to two batches wait in the writer's queue while the next is parsed, so the writer
+    always has a group ready when the previous one commits and parsing goes on while a
+    group is in the database; no more than three batches are held in memory.
+
+    `refresh_statistics` is awaited each time the rows read double from
+    STATISTICS_AFTER batches (20,000 rows by default): an import can make the event
+    tables many times larger than the database's statistics say, and the writer's
+    look-ups (message ids, contacts) need the planner to know."""
     report = ImportReport()
     pending: list[tuple[int, TrackCommand | DomainError]] = []
-    writing: asyncio.Task[None] | None = None
+    writing: deque[asyncio.Task[None]] = deque()
+    statistics_at = STATISTICS_AFTER * batch
 
     async def flush(batch_rows: list[tuple[int, TrackCommand | DomainError]]) -> None:
         commands = [command for _, command in batch_rows]
@@ -160,13 +175,19 @@ async def import_rows(
         progress(len(batch_rows))
 
     async def hand_over() -> None:
-        nonlocal writing, pending
-        if writing is not None:
-            await writing
-        # a batch at a time reaches the writer, in file order: a later row never
-        # commits before an earlier one, and a re-run finds the earlier ones stored
-        writing = asyncio.create_task(flush(pending))
+        nonlocal pending, statistics_at
+        if len(writing) == 2:
+            await writing.popleft()
+        if refresh_statistics is not None and report.read >= statistics_at and not dry_run:
+            statistics_at *= 2
+            await refresh_statistics()
+        # batches reach the writer's queue in file order and it writes one group after
+        # another: a later row never commits before an earlier one, and a re-run finds
+        # the earlier ones stored
+        writing.append(asyncio.create_task(flush(pending)))
         pending = []
+        # let the batch reach the writer's queue before parsing the next one
+        await asyncio.sleep(0)
 
     try:
         for line, raw, body in rows:
@@ -179,15 +200,17 @@ async def import_rows(
                 pending.append((line, error))
             if len(pending) >= batch:
                 await hand_over()
-                # let the batch reach the writer before parsing the next one
+            elif report.read % YIELD_EVERY == 0:
+                # the writer needs the event loop at each of its round trips to the
+                # database: parsing in long slices would stall it
                 await asyncio.sleep(0)
         if pending:
             await hand_over()
-        if writing is not None:
-            await writing
+        while writing:
+            await writing.popleft()
     finally:
-        if writing is not None and not writing.done():
-            writing.cancel()
+        for task in writing:
+            task.cancel()
     return report
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -252,6 +252,17 @@ class Database:
         engine, threads = self._sqlite_sync_readers()
         call = functools.partial(_in_sqlite_transaction, engine, work, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(threads, call)
+
+    async def refresh_statistics(self, tables: Sequence[str]) -> None:
+        """Has PostgreSQL sample the tables again, after a bulk load changed their size by
+        much: until autovacuum catches up (or ever, where it is off), the planner costs
+        them by the old statistics and picks scans of the whole account over index
+        look-ups. SQLite's planner assumes indexes are selective without statistics."""
+        if self.is_sqlite:
+            return
+        async with self.writer.connect() as connection:
+            await connection.execute(sa.text(f"ANALYZE {', '.join(tables)}"))
+            await connection.commit()
 
     async def ping(self) -> None:
         async with self.read() as connection:

@@ -23,6 +23,19 @@ def _account_fk() -> sa.Column[int]:
     )
 
 
+def _account_id() -> sa.Column[int]:
+    """account_id without a key of its own: the rows written with every event (the
+    event, its counter, its message-id key) reach their account through their contact,
+    one referential check per row instead of two (migration 0011)."""
+    return sa.Column("account_id", BigId, nullable=False)
+
+
+def _of_contact() -> sa.ForeignKeyConstraint:
+    return sa.ForeignKeyConstraint(
+        ["account_id", "contact_id"], ["contacts.account_id", "contacts.id"], ondelete="CASCADE"
+    )
+
+
 accounts = sa.Table(
     "accounts",
     metadata,
@@ -74,6 +87,7 @@ contacts = sa.Table(
     sa.UniqueConstraint("account_id", "email"),
     sa.UniqueConstraint("account_id", "external_id"),
     sa.UniqueConstraint("account_id", "wp_user_id"),
+    sa.UniqueConstraint("account_id", "id"),  # what events and counters reference
 )
 
 contact_aliases = sa.Table(
@@ -140,10 +154,8 @@ events = sa.Table(
     "events",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    _account_fk(),
-    sa.Column(
-        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
-    ),
+    _account_id(),
+    sa.Column("contact_id", BigId, nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("title", sa.String(255), nullable=True),
     sa.Column("value", sa.Text(), nullable=True),
@@ -158,13 +170,14 @@ events = sa.Table(
     # per account, which a partitioned table cannot enforce, lives in event_message_ids.
     sa.Index("ix_events_timeline", "account_id", "contact_id", "occurred_at", "id"),
     sa.Index("ix_events_name", "account_id", "name", "occurred_at"),
+    _of_contact(),
 )
 
 # The idempotency keys of events: a replayed (account, message_id) finds its event here.
 event_message_ids = sa.Table(
     "event_message_ids",
     metadata,
-    _account_fk(),
+    _account_id(),
     sa.Column("message_id", sa.String(255), nullable=False),
     sa.Column("event_id", BigId, nullable=False),
     sa.PrimaryKeyConstraint("account_id", "message_id"),
@@ -175,10 +188,8 @@ event_summaries = sa.Table(
     "event_summaries",
     metadata,
     sa.Column("id", BigId, primary_key=True),
-    _account_fk(),
-    sa.Column(
-        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
-    ),
+    _account_id(),
+    sa.Column("contact_id", BigId, nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("title", sa.String(255), nullable=False),
     sa.Column("counter", sa.BigInteger(), nullable=False),
@@ -190,6 +201,7 @@ event_summaries = sa.Table(
     # (FluentCRM's repeatable=false) gets a row of its own, keyed by its event id.
     sa.Column("series", sa.BigInteger(), nullable=False, server_default="0"),
     sa.UniqueConstraint("account_id", "contact_id", "name", "title", "series"),
+    _of_contact(),
 )
 
 event_names = sa.Table(

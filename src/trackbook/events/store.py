@@ -20,7 +20,7 @@ from trackbook.automations.triggers import start_side_effects
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.contacts.service import find_or_create_contacts
-from trackbook.db.tables import event_message_ids, events, list_event_properties
+from trackbook.db.tables import events, list_event_properties
 from trackbook.db.upsert import upsert
 from trackbook.events.model import PendingEvent, TrackResult
 
@@ -117,6 +117,10 @@ FROM new JOIN counted ON counted.account_id = new.account_id
     AND counted.title = coalesce(new.title, '')
     AND counted.series = CASE WHEN new.repeatable THEN 0 ELSE new.id END
 ORDER BY new.position"""
+_PG_KNOWN_KEYS = (
+    "SELECT event_id, message_id FROM event_message_ids "
+    "WHERE account_id = $1 AND message_id = ANY($2::text[])"
+)
 
 # SQLite: one statement per table (no round trips to save).
 _SQLITE_INSERT_EVENTS = (
@@ -124,6 +128,10 @@ _SQLITE_INSERT_EVENTS = (
 )
 _SQLITE_INSERT_MESSAGE_KEYS = (
     "INSERT INTO event_message_ids (account_id, message_id, event_id) VALUES (?, ?, ?)"
+)
+_SQLITE_KNOWN_KEYS = (
+    "SELECT event_id, message_id FROM event_message_ids "
+    "WHERE account_id = ? AND message_id IN ({marks})"
 )
 # WHERE true: SQLite's grammar needs it between a SELECT and ON CONFLICT.
 _SQLITE_COUNT_SUMMARIES = f"""
@@ -141,6 +149,17 @@ _SQLITE_ADD_PROPERTIES = (
 )
 
 
+def _known_keys(
+    conn: sa.Connection, account_id: int, message_ids: set[str]
+) -> tuple[str, tuple[Any, ...]]:
+    """The look-up of stored message ids, as SQL for the driver: it runs for every group,
+    where building an IN list of a few hundred parameters cost more than the query."""
+    if conn.dialect.name == "postgresql":
+        return _PG_KNOWN_KEYS, (account_id, list(message_ids))
+    marks = ", ".join("?" * len(message_ids))
+    return _SQLITE_KNOWN_KEYS.format(marks=marks), (account_id, *message_ids)
+
+
 def _replayed(conn: sa.Connection, group: list[PendingEvent]) -> dict[tuple[int, str], TrackResult]:
     """Events already stored under the message ids of this group."""
     by_account: dict[int, set[str]] = defaultdict(set)
@@ -151,13 +170,8 @@ def _replayed(conn: sa.Connection, group: list[PendingEvent]) -> dict[tuple[int,
     for account_id, message_ids in by_account.items():
         # the keys first (a primary-key lookup), then only the events they name: joining
         # the partitioned events table by id alone would visit every partition
-        known = dict(
-            conn.execute(
-                sa.select(event_message_ids.c.event_id, event_message_ids.c.message_id).where(
-                    event_message_ids.c.account_id == account_id,
-                    event_message_ids.c.message_id.in_(message_ids),
-                )
-            ).all()
+        known: dict[int, str] = dict(
+            conn.exec_driver_sql(*_known_keys(conn, account_id, message_ids)).all()
         )
         if not known:
             continue
