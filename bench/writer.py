@@ -24,6 +24,7 @@ from trackbook.db.engine import Database
 from trackbook.db.migrate import upgrade
 from trackbook.events.model import PendingEvent, TrackCommand
 from trackbook.events.store import write_group
+from trackbook.keyring import Keyring, new_key
 
 
 def _commands(seed: int, count: int, *, message_ids: bool) -> list[TrackCommand]:
@@ -55,7 +56,9 @@ async def _bench(url: str, sizes: list[int], seconds: float, message_ids: bool) 
     db = Database(url)
     try:
         async with db.transaction() as conn:
-            account = await accounts.create_account(conn, "bench", now=datetime.now(UTC))
+            account = await accounts.create_account(
+                conn, "bench", now=datetime.now(UTC), keyring=Keyring([new_key()])
+            )
         everyone = [
             TrackCommand(
                 name="signup",

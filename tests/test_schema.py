@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.support import make_tenant
 from trackbook.db.engine import Database
-from trackbook.db.tables import contacts, event_summaries, events, metadata
-from trackbook.services import Services
+from trackbook.db.tables import metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,39 +52,3 @@ async def test_sqlite_runs_in_wal_mode(database_url: str) -> None:
     finally:
         await db.dispose()
     assert mode == "wal"
-
-
-async def test_an_event_or_counter_cannot_name_another_accounts_contact(
-    services: Services,
-) -> None:
-    """Events and counters reference their contact by (account_id, contact_id): the one
-    key they keep (migration 0011) also refuses a contact of another account."""
-    owner = await make_tenant(services, "Owner")
-    other = await make_tenant(services, "Other")
-    now = datetime.now(UTC)
-    async with services.db.transaction() as conn:
-        contact = await conn.scalar(
-            sa.insert(contacts)
-            .values(account_id=owner.id, email="o@example.com", created_at=now, updated_at=now)
-            .returning(contacts.c.id)
-        )
-    row = {"contact_id": contact, "name": "visit", "title": "Visit"}
-    writes = {
-        events: {**row, "source": "api", "occurred_at": now, "received_at": now},
-        event_summaries: {
-            **row,
-            "counter": 1,
-            "provider": "api",
-            "created_at": now,
-            "updated_at": now,
-        },
-    }
-    for table, values in writes.items():
-        for account_id, stored in ((other.id, False), (owner.id, True)):
-            try:
-                async with services.db.transaction() as conn:
-                    await conn.execute(sa.insert(table).values(account_id=account_id, **values))
-            except sa.exc.IntegrityError:
-                assert not stored, table.name
-            else:
-                assert stored, f"{table.name} took another account's contact"

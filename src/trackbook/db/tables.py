@@ -24,15 +24,15 @@ def _account_fk() -> sa.Column[int]:
 
 
 def _account_id() -> sa.Column[int]:
-    """account_id without a key of its own: the rows written with every event (the
-    event, its counter, its message-id key) reach their account through their contact,
-    one referential check per row instead of two (migration 0011)."""
+    """account_id without a key to accounts, for the rows written with every event (the
+    event, its counter, its message-id key): they reach their account through their
+    contact, one referential check per row instead of two (migration 0011)."""
     return sa.Column("account_id", BigId, nullable=False)
 
 
-def _of_contact() -> sa.ForeignKeyConstraint:
-    return sa.ForeignKeyConstraint(
-        ["account_id", "contact_id"], ["contacts.account_id", "contacts.id"], ondelete="CASCADE"
+def _contact_fk() -> sa.Column[int]:
+    return sa.Column(
+        "contact_id", BigId, sa.ForeignKey("contacts.id", ondelete="CASCADE"), nullable=False
     )
 
 
@@ -87,7 +87,6 @@ contacts = sa.Table(
     sa.UniqueConstraint("account_id", "email"),
     sa.UniqueConstraint("account_id", "external_id"),
     sa.UniqueConstraint("account_id", "wp_user_id"),
-    sa.UniqueConstraint("account_id", "id"),  # what events and counters reference
 )
 
 contact_aliases = sa.Table(
@@ -155,7 +154,7 @@ events = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True),
     _account_id(),
-    sa.Column("contact_id", BigId, nullable=False),
+    _contact_fk(),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("title", sa.String(255), nullable=True),
     sa.Column("value", sa.Text(), nullable=True),
@@ -170,7 +169,6 @@ events = sa.Table(
     # per account, which a partitioned table cannot enforce, lives in event_message_ids.
     sa.Index("ix_events_timeline", "account_id", "contact_id", "occurred_at", "id"),
     sa.Index("ix_events_name", "account_id", "name", "occurred_at"),
-    _of_contact(),
 )
 
 # The idempotency keys of events: a replayed (account, message_id) finds its event here.
@@ -189,7 +187,7 @@ event_summaries = sa.Table(
     metadata,
     sa.Column("id", BigId, primary_key=True),
     _account_id(),
-    sa.Column("contact_id", BigId, nullable=False),
+    _contact_fk(),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("title", sa.String(255), nullable=False),
     sa.Column("counter", sa.BigInteger(), nullable=False),
@@ -201,7 +199,6 @@ event_summaries = sa.Table(
     # (FluentCRM's repeatable=false) gets a row of its own, keyed by its event id.
     sa.Column("series", sa.BigInteger(), nullable=False, server_default="0"),
     sa.UniqueConstraint("account_id", "contact_id", "name", "title", "series"),
-    _of_contact(),
 )
 
 event_names = sa.Table(
