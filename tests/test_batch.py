@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import orjson
 
 from tests.support import Tenant
 
@@ -64,3 +65,33 @@ async def test_more_than_1000_events_or_1_mb_is_413(
     )
     assert exactly.status_code == 200
     assert {r["status"] for r in exactly.json()["results"]} == {"created"}
+
+
+async def test_a_wrong_body_is_422_in_the_native_shape_and_stores_nothing(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """The route parses its body itself (the well-formed case in one pass): a body that
+    is not a batch is refused as FastAPI refuses any other native body."""
+    event = {"event": "visit", "contact": {"email": "w@example.com"}}
+    cases = {
+        b"": (None, "field required"),
+        b"{not json": (None, "the body is not valid json"),
+        b'["events"]': (None, "input should be a valid dictionary"),
+        b'{"events": {"event": "visit"}}': ("events", "input should be a valid list"),
+        b'{"events": [], "extra": 1}': ("extra", "extra inputs are not permitted"),
+        b'{"events": [1]}': ("events.0", "input should be a valid dictionary"),
+        orjson.dumps({"event": [event]}): ("events", "field required"),
+    }
+    for body, (field, message) in cases.items():
+        response = await client.post(
+            "/v1/batch",
+            headers={**tenant.headers, "Content-Type": "application/json"},
+            content=body,
+        )
+        assert response.status_code == 422, (body, response.text)
+        error = response.json()["error"]
+        assert error["code"] == "invalid", body
+        assert error.get("field") == field, (body, error)
+        assert message in error["message"].lower(), (body, error)
+    contacts = await client.get("/v1/contacts", headers=tenant.headers)
+    assert contacts.json()["data"] == []

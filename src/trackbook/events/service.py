@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -68,9 +69,11 @@ class EventService:
                 outcomes.append(error)
                 continue
             outcomes.append(result)
-        for command, outcome in zip(commands, outcomes, strict=True):
-            if isinstance(outcome, TrackResult) and isinstance(command, TrackCommand):
-                EVENTS.labels(
-                    command.source, "duplicate" if outcome.duplicate else "accepted"
-                ).inc()
+        counted = Counter(
+            (command.source, "duplicate" if outcome.duplicate else "accepted")
+            for command, outcome in zip(commands, outcomes, strict=True)
+            if isinstance(outcome, TrackResult) and isinstance(command, TrackCommand)
+        )
+        for labels, count in counted.items():
+            EVENTS.labels(*labels).inc(count)
         return outcomes

@@ -360,15 +360,19 @@ def _write_sqlite(
     last = conn.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0
     for event_id, row in enumerate(rows, start=last + 1):
         row["id"] = event_id
+    # the events of a group mostly share their times (received together, no timestamp)
+    texts: dict[datetime, str] = {}
+
+    def text(moment: datetime) -> str:
+        found = texts.get(moment)
+        if found is None:
+            found = texts[moment] = _sqlite_time(moment)
+        return found
+
     conn.exec_driver_sql(
         _SQLITE_INSERT_EVENTS,
         [
-            (
-                row["id"],
-                *_event_values(row),
-                _sqlite_time(row["occurred_at"]),
-                _sqlite_time(row["received_at"]),
-            )
+            (row["id"], *_event_values(row), text(row["occurred_at"]), text(row["received_at"]))
             for row in rows
         ],
     )

@@ -19,8 +19,8 @@ from trackbook.contacts.service import Contact, ContactList, check_status
 from trackbook.dialects.cors import by_publishable_key, ingest_account
 from trackbook.dialects.native.errors import as_track_error, reply_for
 from trackbook.dialects.native.models import (
+    BATCH_BODY,
     AccountPatchIn,
-    BatchIn,
     ContactPatchIn,
     ContactUpsertIn,
     IdentifyIn,
@@ -29,6 +29,7 @@ from trackbook.dialects.native.models import (
     SegmentIn,
     SegmentPatchIn,
     TrackIn,
+    batch_events,
 )
 from trackbook.dialects.responses import JSON, ErrorReply, iso
 from trackbook.errors import DomainError, Invalid, NotFound
@@ -190,15 +191,14 @@ async def track(
     )
 
 
-@router.post("/batch", tags=["events"])
-async def batch(
-    request: Request, body: BatchIn, account: IngestAccountDep, services: ServicesDep
-) -> JSON:
+@router.post("/batch", tags=["events"], openapi_extra=BATCH_BODY)
+async def batch(request: Request, account: IngestAccountDep, services: ServicesDep) -> JSON:
     """Up to 1000 events; each is stored or refused on its own. With a publishable key
     the contact cannot be named by id, and the answers hold no ids."""
+    events = batch_events(await request.body())
     publishable = by_publishable_key(request)
     limit = services.settings.batch_max_events
-    if len(body.events) > limit:
+    if len(events) > limit:
         return JSON(
             {
                 "error": {
@@ -209,9 +209,9 @@ async def batch(
             status_code=413,
         )
     commands: list[Any] = []
-    for index, item in enumerate(body.events):
+    for index, item in enumerate(events):
         try:
-            parsed = TrackIn.model_validate(item)
+            parsed = item if isinstance(item, TrackIn) else TrackIn.model_validate(item)
             _check_contact_naming(request, parsed.contact.id)
             commands.append(parsed.command(f"events.{index}."))
         except ValidationError as error:
