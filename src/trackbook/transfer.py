@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import dataclasses
 import hashlib
 import re
 from collections import deque
@@ -69,12 +68,9 @@ def _command(body: Any, raw: bytes, line: int) -> TrackCommand:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "line"
         raise Invalid(where, str(first["msg"]).lower()) from None
-    command = parsed.command()
-    return dataclasses.replace(
-        command,
-        source="import",
-        message_id=command.message_id or _message_id(raw, line),
-    )
+    if not parsed.message_id:
+        parsed.message_id = _message_id(raw, line)
+    return parsed.command(source="import")
 
 
 def ndjson_rows(stream: IO[bytes]) -> Iterator[tuple[int, bytes, Any]]:

@@ -53,11 +53,11 @@ class TrackIn(Body):
         default=None, max_length=64, description="Provider of the event, e.g. woocommerce."
     )
 
-    def command(self, path: str = "") -> TrackCommand:
+    def command(self, path: str = "", *, source: str = "native") -> TrackCommand:
         return TrackCommand(
             name=self.event,
             contact=self.contact.ref(f"{path}contact"),
-            source="native",
+            source=source,
             unknown_contact=UnknownContact.CREATE_ALWAYS,
             title=self.title,
             value=None if self.value is None else str(self.value),
