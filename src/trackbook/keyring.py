@@ -27,6 +27,10 @@ class KeyringError(Exception):
     """The server key is missing, malformed or not the one a secret was sealed with."""
 
 
+OPENED_REMEMBERED = 1024
+"""Opened secrets kept in memory, by their sealed text (a rotated secret is new text)."""
+
+
 class Keyring:
     def __init__(self, keys: list[str]) -> None:
         if not keys:
@@ -38,6 +42,9 @@ class Keyring:
                 "a server key must be 32 url-safe base64-encoded bytes "
                 "(make one with `trackbook server-key`)"
             ) from None
+        # trackcmp opens its account's event key on every request: a decrypt (HMAC and
+        # AES) each time cost more than the rest of the check
+        self._opened: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keyring:
@@ -56,14 +63,21 @@ class Keyring:
         returned as it is; `seal_stored_secrets` seals those at start-up."""
         if not is_sealed(stored):
             return stored
+        opened = self._opened.get(stored)
+        if opened is not None:
+            return opened
         try:
             token = stored.removeprefix(SEALED_MARKER).encode("ascii")
-            return self._fernet.decrypt(token).decode("utf-8")
+            opened = self._fernet.decrypt(token).decode("utf-8")
         except InvalidToken:
             raise KeyringError(
                 "a stored secret was sealed with another server key; "
                 "set TRACKBOOK_SECRET_KEY to the key (or keys) it was sealed with"
             ) from None
+        if len(self._opened) >= OPENED_REMEMBERED:
+            self._opened.clear()
+        self._opened[stored] = opened
+        return opened
 
 
 def is_sealed(stored: str) -> bool:
