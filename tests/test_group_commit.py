@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 
 from tests.support import ManualClock, Tenant
 from trackbook.app import create_app
+from trackbook.db.engine import Database, SerialWriter
 from trackbook.db.tables import contacts, event_summaries, events
 from trackbook.services import Services
 from trackbook.settings import Settings
@@ -122,3 +124,25 @@ async def test_a_bad_event_in_a_group_fails_alone(
             await conn.scalars(sa.select(events.c.name).where(events.c.account_id == tenant.id))
         ).all()
     assert sorted(names) == ["ok"] * 20
+
+
+async def test_only_the_event_writer_plans_every_statement_with_its_values(
+    database_url: str,
+) -> None:
+    """On PostgreSQL the writer's look-ups by list need a plan made for their values,
+    while the planning of every other statement (the timeline over the month
+    partitions) would cost more than running it."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("a PostgreSQL setting")
+    db = Database(database_url)
+    try:
+        async with db.read() as connection:
+            shared = await connection.scalar(sa.text("SHOW plan_cache_mode"))
+        writer = SerialWriter(db)
+        mode = await writer.run(
+            lambda conn: conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
+        )
+        await writer.release()
+    finally:
+        await db.dispose()
+    assert (shared, mode) == ("auto", "force_custom_plan")
