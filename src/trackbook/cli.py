@@ -265,7 +265,7 @@ def import_events(
             "source, contact.email|external_id|id|anonymous_id, properties.NAME, or - to skip.",
         ),
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, max=5000, help="Events per transaction.")] = 500,
+    batch: Annotated[int, typer.Option(min=1, max=5000, help="Events per transaction.")] = 2000,
     dry_run: Annotated[bool, typer.Option(help="Check every row; store nothing.")] = False,
 ) -> None:
     """Import events from NDJSON (native track format) or CSV. Rows without a message_id
@@ -273,7 +273,16 @@ def import_events(
     twice. Exits 1 when rows were rejected, listing them by line."""
     from trackbook.services import Services  # noqa: PLC0415 - only import needs the writer
 
-    settings = _settings().model_copy(update={"worker_in_process": False})
+    settings = _settings()
+    # a batch is one transaction: larger ones share their commit and the index pages
+    # they touch (a 200k-event SQLite import: 100 s with 500 per transaction, 72 s with
+    # 2000), so the writer's groups are let grow to the batch
+    settings = settings.model_copy(
+        update={
+            "worker_in_process": False,
+            "group_commit_max_events": max(batch, settings.group_commit_max_events),
+        }
+    )
     migrations.upgrade(settings.database_url)
     kind = file_format or (FileFormat.csv if file.suffix.lower() == ".csv" else FileFormat.ndjson)
     overrides = dict(item.split("=", 1) for item in (mapping or []) if "=" in item)
