@@ -72,36 +72,34 @@ class Database:
             self.reader = self._sqlite_engine(immediate=False)
             self.writer = self.group_writer = self._sqlite_engine(immediate=True)
         else:
-            self.reader = self.writer = create_async_engine(
-                self.url,
-                json_serializer=_json_dumps,
-                json_deserializer=orjson.loads,
-                # Sized for a loaded API node: opening a connection per request
-                # beyond the pool costs more than the request itself.
-                pool_size=20,
-                max_overflow=10,
-                pool_pre_ping=True,
-                pool_timeout=5,
-                connect_args={"timeout": 5},
-            )
+            # Sized for a loaded API node: opening a connection per request beyond the
+            # pool costs more than the request itself.
+            self.reader = self.writer = self._postgres_engine(pool_size=20, max_overflow=10)
             # The event writer's own connections plan every statement with its values:
             # the generic plan of its look-ups by list (message ids, contact emails)
             # scans the account's rows once the tables outgrow it, five times slower
             # in a 200k-event import. Other statements keep the plan cache: planning
             # the timeline each time over the month partitions cost 2-3 ms (issue 9).
-            self.group_writer = create_async_engine(
-                self.url,
-                json_serializer=_json_dumps,
-                json_deserializer=orjson.loads,
-                pool_size=1,
-                max_overflow=1,
-                pool_pre_ping=True,
-                pool_timeout=5,
-                connect_args={
-                    "timeout": 5,
-                    "server_settings": {"plan_cache_mode": "force_custom_plan"},
-                },
+            self.group_writer = self._postgres_engine(
+                pool_size=1, max_overflow=1, settings={"plan_cache_mode": "force_custom_plan"}
             )
+
+    def _postgres_engine(
+        self, *, pool_size: int, max_overflow: int, settings: dict[str, str] | None = None
+    ) -> AsyncEngine:
+        connect_args: dict[str, Any] = {"timeout": 5}
+        if settings is not None:
+            connect_args["server_settings"] = settings
+        return create_async_engine(
+            self.url,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            pool_timeout=5,
+            connect_args=connect_args,
+        )
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
         engine = create_async_engine(
