@@ -15,7 +15,13 @@ from starlette.requests import Request
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ListNotFound
-from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
+from trackbook.contacts.identity import (
+    ContactRef,
+    UnknownContact,
+    VisitorNaming,
+    normalise_email,
+)
+from trackbook.db.engine import StorageUnavailable
 from trackbook.dialects.cors import ingest_account
 from trackbook.dialects.octeth.errors import MALFORMED, UNKNOWN_COMMAND, OctethErrors
 from trackbook.dialects.params import merged_params
@@ -23,7 +29,7 @@ from trackbook.dialects.responses import JSON
 from trackbook.errors import Invalid
 from trackbook.events import queries
 from trackbook.events.errors import TrackingDisabled
-from trackbook.events.model import TrackCommand
+from trackbook.events.model import TrackCommand, TrackResult
 from trackbook.ratelimits import key_identity
 from trackbook.services import Services, services_of
 
@@ -193,48 +199,38 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
     if email is not None or external_id is not None:
         traits = _traits(properties) if event == "identify" else {}
         joining_list = list_id if email is not None else None
-        # Nearly always the visitor is already as the request names it: a read answers
-        # that without queueing a write transaction beside the event writer's groups.
-        visitor = await services.db.run_query(
-            contacts.visitor_as_named,
+        naming = VisitorNaming(email, external_id, visitor_id, joining_list, tuple(traits.items()))
+        # Nearly always the visitor is already as the request names it: the event writer
+        # checks that in the transaction that stores the event, with the other events
+        # of its group, and only otherwise does the request run the identify first.
+        [outcome] = await services.events.track_many(
+            account,
+            [_stored(checked, ContactRef(email=email, external_id=external_id), naming)],
+        )
+        if isinstance(outcome, TrackResult):
+            assert outcome.visitor_id is not None  # noqa: S101 - set for a command as_named
+            return _success(outcome.visitor_id, external_id, event == "identify")
+        if isinstance(outcome, StorageUnavailable):
+            raise outcome
+        # Not as named, or refused by a check of the event itself: the identify comes
+        # first and is kept either way, then the event is stored or refused as before.
+        visitor = await services.db.write(
+            _identify,
             account.id,
             email=email,
             external_id=external_id,
             visitor_id=visitor_id,
             list_id=joining_list,
-            changes=traits,
+            traits=traits,
+            now=services.clock.now(),
         )
-        if visitor is None:
-            visitor = await services.db.write(
-                _identify,
-                account.id,
-                email=email,
-                external_id=external_id,
-                visitor_id=visitor_id,
-                list_id=joining_list,
-                traits=traits,
-                now=services.clock.now(),
-            )
         visitor_id, identified = visitor.visitor_id, visitor.newly_identified
         contact = ContactRef(id=visitor.contact_id)
-        policy = UnknownContact.REJECT
     else:
         visitor_id = visitor_id or str(uuid.uuid4())
         contact = ContactRef.build(anonymous_id=visitor_id, field="UUID")
-        policy = UnknownContact.CREATE_ALWAYS
 
-    is_conversion = event == "conversion"
-    stored = TrackCommand(
-        name=event,
-        contact=contact,
-        source="octeth",
-        unknown_contact=policy,
-        title=str(properties["conversion-name"]) if is_conversion else None,
-        value=str(properties["conversion-value"]) if is_conversion else None,
-        properties=properties,
-        list_id=list_id,
-    )
-    commands = [stored]
+    commands = [_stored(checked, contact)]
     if identified and event != "identify":
         # The identify Octeth sends on a new email for a visitor, kept as an event.
         commands.insert(
@@ -243,7 +239,7 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
                 name="identify",
                 contact=contact,
                 source="octeth",
-                unknown_contact=policy,
+                unknown_contact=_policy(contact),
                 properties=properties,
                 list_id=list_id,
             ),
@@ -252,6 +248,32 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
         if isinstance(outcome, Exception):
             raise outcome
     return _success(visitor_id, external_id, identified or event == "identify")
+
+
+def _policy(contact: ContactRef) -> UnknownContact:
+    """A visitor of a request that names no contact may be new; any other contact is
+    one the request resolved (or identified) first."""
+    if contact.anonymous_id is not None:
+        return UnknownContact.CREATE_ALWAYS
+    return UnknownContact.REJECT
+
+
+def _stored(
+    checked: _Checked, contact: ContactRef, as_named: VisitorNaming | None = None
+) -> TrackCommand:
+    """The event of an event.track, as the core stores it."""
+    is_conversion = checked.event == "conversion"
+    return TrackCommand(
+        name=checked.event,
+        contact=contact,
+        source="octeth",
+        unknown_contact=_policy(contact),
+        title=str(checked.properties["conversion-name"]) if is_conversion else None,
+        value=str(checked.properties["conversion-value"]) if is_conversion else None,
+        properties=checked.properties,
+        list_id=checked.list_id,
+        as_named=as_named,
+    )
 
 
 async def _identify(
