@@ -63,7 +63,7 @@ async def api_key(
     scheme, _, bearer = (authorization or "").partition(" ")
     presented = params.get("apikey") or (bearer.strip() if scheme.lower() == "bearer" else None)
     secret = presented if isinstance(presented, str) else None
-    path = request.url.path
+    path = request.scope["path"]
     default = "" if path == "/api.php" else "event.track"
     command = (_text(params.get("command")) or default).lower()
     reading = path.endswith(PROPERTIES) or command == PROPERTIES
