@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -433,3 +434,31 @@ async def test_fractional_list_id_is_invalid_not_rounded(
         json={"APIKey": tenant.key, "Event": "page_view", "ListID": f" {list_id} "},
     )
     assert as_digits.status_code == 200, as_digits.text
+
+
+async def test_text_no_database_holds_in_id_or_uuid_fails_only_its_own_request(
+    client: httpx.AsyncClient, tenant: Tenant, backend: str
+) -> None:
+    """A NUL in ID or UUID is refused as before (PostgreSQL cannot store it, SQLite can),
+    and the known visitors' events sent beside it are stored as usual."""
+
+    def event(n: int, **fields: object) -> dict[str, object]:
+        return {
+            "APIKey": tenant.key,
+            "Event": "page_view",
+            "Email": f"held{n}@example.com",
+            **fields,
+        }
+
+    for n in range(10):
+        assert (await client.post("/api/v1/event", json=event(n))).status_code == 200
+    unstorable = [event(0, UUID="visitor\x00x"), event(1, ID="ext\x00y")]
+    bodies = [*(event(n) for n in range(10)), *unstorable]
+    responses = await asyncio.gather(*(client.post("/api/v1/event", json=b) for b in bodies))
+    assert [r.status_code for r in responses[:10]] == [200] * 10
+    if backend == "postgresql":
+        for response in responses[10:]:
+            assert response.status_code == 422, response.text
+            assert response.json()["Errors"][0]["Code"] == 18
+    else:
+        assert [r.status_code for r in responses[10:]] == [200, 200]
