@@ -809,6 +809,14 @@ async def get_list(conn: AsyncConnection, account_id: int, list_id: int) -> Cont
     return ContactList(*row)
 
 
+def list_exists(conn: sa.Connection, account_id: int, list_id: int) -> bool:
+    """Whether the account has this list (without counting its members, as get_list does)."""
+    found = conn.execute(
+        sa.select(lists.c.id).where(lists.c.account_id == account_id, lists.c.id == list_id)
+    )
+    return found.first() is not None
+
+
 async def add_to_list(
     conn: AsyncConnection, account_id: int, list_id: int, contact_id: int, *, now: datetime
 ) -> bool:

@@ -14,8 +14,8 @@ from starlette.requests import Request
 
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
-from trackbook.contacts.errors import ListNotFound
 from trackbook.contacts.identity import (
+    MAX_ID,
     ContactRef,
     UnknownContact,
     VisitorNaming,
@@ -112,16 +112,8 @@ def _integer(raw: Any) -> int | None:
     return None
 
 
-async def _list_id(raw: Any, account: Account, services: Services) -> int | None:
-    """The ListID as a list of this account, or None when it is none of that."""
-    list_id = _integer(raw)
-    if list_id is None:
-        return None
-    try:
-        await services.db.query(contacts.get_list, account.id, list_id)
-    except ListNotFound:
-        return None
-    return list_id
+async def _list_exists(list_id: int, account: Account, services: Services) -> bool:
+    return await services.db.run_query(contacts.list_exists, account.id, list_id)
 
 
 _TRAITS = {
@@ -146,6 +138,8 @@ def _traits(properties: dict[str, Any]) -> dict[str, str]:
 class _Checked:
     event: str
     list_id: int | None
+    """A ListID that may name a list of the account: whether it does is looked up
+    only where the writer's check of the visitor cannot answer (`_check_list`)."""
     email: str | None
     properties: dict[str, Any]
 
@@ -157,8 +151,12 @@ async def _check(params: dict[str, Any], account: Account, services: Services) -
     if event is None:
         errors.append((5, "Missing event parameter"))
     list_id = None
+    list_error_at = len(errors)
     if params.get("listid") not in (None, ""):
-        list_id = await _list_id(params["listid"], account, services)
+        list_id = _integer(params["listid"])
+        if list_id is not None and not 0 < list_id <= MAX_ID:
+            # no list has this id; the look-up answers it as it answers any other
+            list_id = list_id if await _list_exists(list_id, account, services) else None
         if list_id is None:
             errors.append((4, "Invalid ListID parameter"))
     email = _text(params.get("email"))
@@ -173,8 +171,15 @@ async def _check(params: dict[str, Any], account: Account, services: Services) -
             if properties.get(name) in (None, ""):
                 errors.append((code, f"Missing {name} event property (for conversion events)"))
     if errors or event is None:
+        if list_id is not None and not await _list_exists(list_id, account, services):
+            errors.insert(list_error_at, (4, "Invalid ListID parameter"))
         raise OctethErrors(errors)
     return _Checked(event, list_id, email, properties)
+
+
+async def _check_list(checked: _Checked, account: Account, services: Services) -> None:
+    if checked.list_id is not None and not await _list_exists(checked.list_id, account, services):
+        raise OctethErrors([(4, "Invalid ListID parameter")])
 
 
 async def track(params: dict[str, Any], account: Account, services: Services) -> JSON:
@@ -189,6 +194,8 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
     external_id = _text(params.get("id"))
     visitor_id = _text(params.get("uuid"))
     is_test = properties.get("isTest") is True or properties.get("isTest") == "true"
+    if email is None or is_test or not account.tracking_enabled:
+        await _check_list(checked, account, services)
     if is_test:
         # Octeth answers a test event as a real one and stores nothing.
         return _success(visitor_id or str(uuid.uuid4()), external_id, event == "identify")
@@ -202,7 +209,8 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
         naming = VisitorNaming(email, external_id, visitor_id, joining_list, tuple(traits.items()))
         # Nearly always the visitor is already as the request names it: the event writer
         # checks that in the transaction that stores the event, with the other events
-        # of its group, and only otherwise does the request run the identify first.
+        # of its group, and only otherwise does the request run the identify first. A
+        # list the contact is a member of exists: that check answers for the ListID.
         [outcome] = await services.events.track_many(
             account,
             [_stored(checked, ContactRef(email=email, external_id=external_id), naming)],
@@ -214,6 +222,8 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
             raise outcome
         # Not as named, or refused by a check of the event itself: the identify comes
         # first and is kept either way, then the event is stored or refused as before.
+        if email is not None:
+            await _check_list(checked, account, services)
         visitor = await services.db.write(
             _identify,
             account.id,
@@ -321,10 +331,8 @@ async def properties_of_list(params: dict[str, Any], account: Account, services:
     list_id = _integer(raw)
     if list_id is None:
         raise OctethErrors([(2, "Invalid ListID parameter")])
-    try:
-        await services.db.query(contacts.get_list, account.id, list_id)
-    except ListNotFound:
-        raise OctethErrors([(3, "List not found")]) from None
+    if not await _list_exists(list_id, account, services):
+        raise OctethErrors([(3, "List not found")])
     found = await services.db.query(queries.list_properties, account.id, list_id)
     return JSON({"ListID": list_id, "Properties": found})
 
