@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -11,8 +12,11 @@ from asgi_lifespan import LifespanManager
 
 from tests.support import ManualClock, Tenant
 from trackbook.app import create_app
+from trackbook.contacts.errors import NotAsNamed
+from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
 from trackbook.db.engine import Database, SerialWriter
 from trackbook.db.tables import contacts, event_summaries, events
+from trackbook.events.model import TrackCommand, TrackResult
 from trackbook.services import Services
 from trackbook.settings import Settings
 
@@ -146,3 +150,104 @@ async def test_only_the_event_writer_plans_every_statement_with_its_values(
     finally:
         await db.dispose()
     assert (shared, mode) == ("auto", "force_custom_plan")
+
+
+async def test_an_event_stored_as_named_is_checked_in_its_group_and_refused_alone(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    """An event carrying an identify's naming is stored only when the visitor already is
+    as named, checked in the group's own transaction; any other is refused on its own
+    with NotAsNamed and nothing of it is stored."""
+    known = await client.post(
+        "/api/v1/event",
+        json={
+            "APIKey": tenant.key,
+            "Event": "identify",
+            "Email": "named@example.com",
+            "ID": "ext-named",
+            "UUID": "browser-1",
+            "Properties": {"first_name": "Ada"},
+        },
+    )
+    assert known.status_code == 200, known.text
+    listed = await client.post("/v1/lists", headers=tenant.headers, json={"name": "Members"})
+    list_id = listed.json()["id"]
+    account = await services.auth.authenticate(tenant.key)
+
+    def named(**naming: Any) -> TrackCommand:
+        fields = {"email": "named@example.com", "external_id": None, **naming}
+        return TrackCommand(
+            name="seen",
+            contact=ContactRef(email=fields["email"], external_id=fields["external_id"]),
+            source="octeth",
+            unknown_contact=UnknownContact.REJECT,
+            as_named=VisitorNaming(**fields),
+        )
+
+    as_named = [
+        named(),
+        named(visitor_id="browser-1"),
+        named(email=None, external_id="ext-named"),
+        named(external_id="ext-named", fields=(("first_name", "Ada"),)),
+    ]
+    not_as_named = [
+        named(email="nobody@example.com"),
+        named(visitor_id="browser-2"),
+        named(external_id="ext-other"),
+        named(fields=(("first_name", "Bea"),)),
+        named(list_id=list_id),
+    ]
+    groups_before = services.writer.groups_written
+    outcomes = await services.events.track_many(account, [*as_named, *not_as_named])
+    assert services.writer.groups_written - groups_before == 1
+    stored, refused = outcomes[: len(as_named)], outcomes[len(as_named) :]
+    assert [type(outcome) for outcome in refused] == [NotAsNamed] * len(not_as_named)
+    assert all(isinstance(outcome, TrackResult) for outcome in stored), stored
+    assert {outcome.visitor_id for outcome in stored if isinstance(outcome, TrackResult)} == {
+        "browser-1"
+    }
+    async with services.db.read() as conn:
+        seen = await conn.scalar(
+            sa.select(sa.func.count()).where(
+                events.c.account_id == tenant.id, events.c.name == "seen"
+            )
+        )
+    assert seen == len(as_named)
+
+
+async def test_octeth_events_of_known_and_changing_visitors_sent_at_once(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    """Known visitors' events share groups with visitors an identify has to change
+    first; each request is answered as if it were alone."""
+
+    def event(email: str, **fields: object) -> dict[str, object]:
+        return {"APIKey": tenant.key, "Event": "page_view", "Email": email, **fields}
+
+    known = [f"known{n}@example.com" for n in range(20)]
+    first = [await client.post("/api/v1/event", json=event(email)) for email in known]
+    visitors = [response.json()["uuid"] for response in first]
+    bodies = [
+        *(event(email) for email in known),
+        *(event(f"new{n}@example.com") for n in range(10)),
+        *(event(email, UUID=f"second-{n}") for n, email in enumerate(known[:10])),
+    ]
+    responses = await asyncio.gather(*(client.post("/api/v1/event", json=b) for b in bodies))
+    assert {r.status_code for r in responses} == {200}, {r.text for r in responses}
+    answers = [r.json() for r in responses]
+    assert [a["uuid"] for a in answers[:20]] == visitors
+    assert [a["identify_event_sent"] for a in answers[:20]] == [False] * 20
+    assert [a["identify_event_sent"] for a in answers[20:30]] == [True] * 10
+    assert [a["uuid"] for a in answers[30:]] == [f"second-{n}" for n in range(10)]
+    assert [a["identify_event_sent"] for a in answers[30:]] == [True] * 10
+    async with services.db.read() as conn:
+        page_views = await conn.scalar(
+            sa.select(sa.func.count()).where(
+                events.c.account_id == tenant.id, events.c.name == "page_view"
+            )
+        )
+        people = await conn.scalar(
+            sa.select(sa.func.count()).where(contacts.c.account_id == tenant.id)
+        )
+    assert page_views == 20 + len(bodies)
+    assert people == 30

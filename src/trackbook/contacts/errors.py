@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trackbook.errors import Conflict, NotFound
+from trackbook.errors import Conflict, DomainError, NotFound
 
 
 class ContactNotFound(NotFound):
@@ -19,3 +19,11 @@ class ListNotFound(NotFound):
 
 class ListConflict(Conflict):
     code = "list_conflict"
+
+
+class NotAsNamed(DomainError):
+    """The contact or visitor an identify names is not (yet) as it says: a new contact,
+    visitor id, external id, field or list membership. Nothing was stored; the identify
+    has to be written first."""
+
+    code = "not_as_named"

@@ -105,3 +105,17 @@ class ContactRef:
     @property
     def identified(self) -> bool:
         return self.email is not None or self.external_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class VisitorNaming:
+    """What an identify says of a visitor: the contact its email or external id names
+    (with both, the email's contact holds that external id), the visitor id linked to
+    it (None: whichever it has first), a list it is a member of and contact fields it
+    already has."""
+
+    email: str | None
+    external_id: str | None
+    visitor_id: str | None = None
+    list_id: int | None = None
+    fields: tuple[tuple[str, str], ...] = ()

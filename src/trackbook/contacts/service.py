@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.contacts.errors import ContactConflict, ContactNotFound, ListConflict, ListNotFound
-from trackbook.contacts.identity import ContactRef, UnknownContact
+from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
 from trackbook.db.tables import (
     automation_runs,
     contact_aliases,
@@ -552,72 +552,86 @@ async def identify_visitor(
     return Visitor(contact.id, visitor_id, newly_identified=True)
 
 
-def visitor_as_named(
-    conn: sa.Connection,
-    account_id: int,
-    *,
-    email: str | None,
-    external_id: str | None,
-    visitor_id: str | None,
-    list_id: int | None = None,
-    changes: Mapping[str, Any] | None = None,
-) -> Visitor | None:
-    """What identify_visitor (then adding to `list_id`) would answer when it would
-    change nothing, found by reading only; None when it would write something."""
-    if email is None and external_id is None:
-        return None
-    fields = dict(changes or {})
-    statement = _visitor_statement(
-        email is not None, visitor_id is not None, list_id is not None, tuple(fields)
-    )
-    parameters = {
-        "account_id": account_id,
-        "identifier": email if email is not None else external_id,
-        "visitor_id": visitor_id,
-        "list_id": list_id,
-    }
-    row = conn.execute(statement, parameters).one_or_none()
-    if row is None or row.alias is None:
-        return None
-    # Each of email and external id, when given, must already be this contact's: the
-    # other contact holding it (or nobody) means a change or a conflict, for the write.
-    if external_id is not None and row.external_id != external_id:
-        return None
-    if any(row._mapping[name] != value for name, value in fields.items()):
-        return None
-    if list_id is not None and not row.member:
-        return None
-    return Visitor(row.id, row.alias, newly_identified=False)
+# What the contact each naming of a group names already has, of all an identify could
+# change: its external id, fields, the visitor id (the one given when it is this
+# contact's, else its first) and list membership. A contact is named by its email, or
+# by its external id when no email is given. Driver SQL: this runs in every group of
+# the event writer that holds an Octeth event.
+_NAMED = """
+WITH named AS (
+    SELECT n.*, c.id AS contact_id, c.external_id AS held_external_id, c.first_name,
+        c.last_name
+    FROM {input} JOIN contacts AS c ON c.account_id = n.account_id AND c.email = n.email
+    UNION ALL
+    SELECT n.*, c.id, c.external_id, c.first_name, c.last_name
+    FROM {input} JOIN contacts AS c
+        ON c.account_id = n.account_id AND c.external_id = n.external_id
+    WHERE n.email IS NULL
+)
+SELECT position, contact_id, held_external_id, first_name, last_name,
+    CASE WHEN visitor_id IS NULL THEN (
+        SELECT alias FROM contact_aliases AS a
+        WHERE a.account_id = named.account_id AND a.contact_id = named.contact_id
+        ORDER BY a.id LIMIT 1
+    ) ELSE (
+        SELECT alias FROM contact_aliases AS a
+        WHERE a.account_id = named.account_id AND a.alias = named.visitor_id
+            AND a.contact_id = named.contact_id
+    ) END AS alias,
+    list_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM list_members AS m
+        WHERE m.account_id = named.account_id AND m.list_id = named.list_id
+            AND m.contact_id = named.contact_id
+    ) AS member
+FROM named"""
+_NAMED_POSTGRESQL = _NAMED.format(
+    input="unnest($1::int[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[]) "
+    "AS n(position, account_id, email, external_id, visitor_id, list_id)"
+)
+_NAMED_SQLITE = _NAMED.format(
+    input="(SELECT value ->> 0 AS position, value ->> 1 AS account_id, value ->> 2 AS email, "
+    "value ->> 3 AS external_id, value ->> 4 AS visitor_id, value ->> 5 AS list_id "
+    "FROM json_each(?1)) AS n"
+)
+# The contact fields a naming may name (an identify's traits); any other sends the
+# naming to the identify.
+_NAMED_FIELDS = ("first_name", "last_name")
 
 
-@functools.lru_cache(maxsize=64)
-def _visitor_statement(
-    by_email: bool, visitor_given: bool, list_given: bool, fields: tuple[str, ...]
-) -> sa.Select[Any]:
-    # Built once per shape: building and keying a statement of subqueries costs more
-    # than running it, and this runs for nearly every Octeth event.
-    account_id: sa.BindParameter[int] = sa.bindparam("account_id")
-    alias = sa.select(contact_aliases.c.alias).where(
-        contact_aliases.c.account_id == account_id,
-        contact_aliases.c.contact_id == contacts.c.id,
-    )
-    if visitor_given:
-        alias = alias.where(contact_aliases.c.alias == sa.bindparam("visitor_id"))
+def visitors_as_named(
+    conn: sa.Connection, named: Sequence[tuple[int, VisitorNaming]]
+) -> list[Visitor | None]:
+    """For each (account id, naming), what identify_visitor (then adding to the list)
+    would answer when it would change nothing; None where it would write something.
+    Reads only, in one statement for them all."""
+    visitors: list[Visitor | None] = [None] * len(named)
+    wanted = [
+        (position, account_id, naming.email, naming.external_id, naming.visitor_id, naming.list_id)
+        for position, (account_id, naming) in enumerate(named)
+        if naming.email is not None or naming.external_id is not None
+    ]
+    if not wanted:
+        return visitors
+    if conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql(
+            _NAMED_POSTGRESQL, tuple(list(column) for column in zip(*wanted, strict=True))
+        )
     else:
-        alias = alias.order_by(contact_aliases.c.id).limit(1)
-    member = sa.exists().where(
-        list_members.c.account_id == account_id,
-        list_members.c.list_id == sa.bindparam("list_id"),
-        list_members.c.contact_id == contacts.c.id,
-    )
-    column = contacts.c.email if by_email else contacts.c.external_id
-    return sa.select(
-        contacts.c.id,
-        contacts.c.external_id,
-        alias.scalar_subquery().label("alias"),
-        *(contacts.c[name] for name in fields),
-        *((member.label("member"),) if list_given else ()),
-    ).where(contacts.c.account_id == account_id, column == sa.bindparam("identifier"))
+        found = conn.exec_driver_sql(_NAMED_SQLITE, (orjson.dumps(wanted).decode(),))
+    for position, contact_id, external_id, first_name, last_name, alias, member in found:
+        naming = named[position][1]
+        held = dict(zip(_NAMED_FIELDS, (first_name, last_name), strict=True))
+        # Each of email and external id, when given, must already be this contact's: the
+        # other contact holding it (or nobody) means a change or a conflict, for the write.
+        if (
+            alias is None
+            or (naming.external_id is not None and external_id != naming.external_id)
+            or any(name not in held or held[name] != value for name, value in naming.fields)
+            or (naming.list_id is not None and not member)
+        ):
+            continue
+        visitors[position] = Visitor(contact_id, alias, newly_identified=False)
+    return visitors
 
 
 async def _merge_into(
@@ -793,6 +807,14 @@ async def get_list(conn: AsyncConnection, account_id: int, list_id: int) -> Cont
     if row is None:
         raise ListNotFound(f"list {list_id} does not exist")
     return ContactList(*row)
+
+
+def list_exists(conn: sa.Connection, account_id: int, list_id: int) -> bool:
+    """Whether the account has this list (without counting its members, as get_list does)."""
+    found = conn.execute(
+        sa.select(lists.c.id).where(lists.c.account_id == account_id, lists.c.id == list_id)
+    )
+    return found.first() is not None
 
 
 async def add_to_list(

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from trackbook.contacts.identity import ContactRef, UnknownContact
+from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,10 @@ class TrackCommand:
     repeatable: bool = True
     """Adds to the contact's one counter for (name, title); False gives the event a
     counter row of its own, as FluentCRM's repeatable=false does."""
+    as_named: VisitorNaming | None = None
+    """Store the event only if the visitor is already as this identify names it (the
+    contact is then the one it names); otherwise the event is refused with NotAsNamed,
+    checked in the transaction that would store it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,8 @@ class TrackResult:
     duplicate: bool
     summary_id: int | None = None
     """The counter row the event was counted in (None for a replay)."""
+    visitor_id: str | None = None
+    """The visitor id of a command stored as named (`as_named`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,14 +17,14 @@ import orjson
 import sqlalchemy as sa
 
 from trackbook.automations.triggers import start_side_effects
-from trackbook.contacts.errors import ContactNotFound
+from trackbook.contacts.errors import ContactNotFound, NotAsNamed
 from trackbook.contacts.identity import ContactRef, UnknownContact
-from trackbook.contacts.service import find_or_create_contacts
+from trackbook.contacts.service import Visitor, find_or_create_contacts, visitors_as_named
 from trackbook.db.tables import events, list_event_properties
 from trackbook.db.upsert import upsert
 from trackbook.events.model import PendingEvent, TrackResult
 
-Outcome = TrackResult | ContactNotFound
+Outcome = TrackResult | ContactNotFound | NotAsNamed
 
 _EVENT_COLUMNS = (
     "account_id, contact_id, name, title, value, properties, source, message_id, list_id, "
@@ -192,6 +192,8 @@ def _contact_ids(
 ) -> dict[tuple[int, ContactRef], int | ContactNotFound]:
     wanted: dict[int, dict[ContactRef, UnknownContact]] = defaultdict(dict)
     for pending in group:
+        if pending.command.as_named is not None:
+            continue
         wanted[pending.account_id].setdefault(
             pending.command.contact, pending.command.unknown_contact
         )
@@ -200,6 +202,34 @@ def _contact_ids(
         for ref, outcome in find_or_create_contacts(conn, account_id, refs, now=now).items():
             resolved[account_id, ref] = outcome
     return resolved
+
+
+def _contacts(
+    conn: sa.Connection, group: list[PendingEvent], *, now: datetime
+) -> tuple[list[int | ContactNotFound | NotAsNamed], dict[int, str]]:
+    """The contact id of each event of the group, or why it has none; and the visitor
+    id of each event stored only as named (`as_named`), by index."""
+    contact_ids = _contact_ids(conn, group, now=now)
+    named = [
+        (index, pending.account_id, pending.command.as_named)
+        for index, pending in enumerate(group)
+        if pending.command.as_named is not None
+    ]
+    visitors: dict[int, Visitor | None] = {}
+    if named:
+        found = visitors_as_named(conn, [(account_id, naming) for _, account_id, naming in named])
+        visitors = {index: visitor for (index, _, _), visitor in zip(named, found, strict=True)}
+    contact_of: list[int | ContactNotFound | NotAsNamed] = []
+    visitor_ids: dict[int, str] = {}
+    for index, pending in enumerate(group):
+        if pending.command.as_named is None:
+            contact_of.append(contact_ids[pending.account_id, pending.command.contact])
+        elif (visitor := visitors[index]) is None:
+            contact_of.append(NotAsNamed("the visitor is not yet as the identify names it"))
+        else:
+            contact_of.append(visitor.contact_id)
+            visitor_ids[index] = visitor.visitor_id
+    return contact_of, visitor_ids
 
 
 def write_group(
@@ -212,16 +242,18 @@ def write_group(
     """Stores every event of `group` that can be stored, inside the caller's transaction,
     with the automation runs and webhook deliveries they start (how many is returned).
 
-    A replayed message id and an unknown contact are outcomes of that one event;
-    any exception means the whole transaction must be rolled back.
+    A replayed message id, an unknown contact and a visitor not as its event's identify
+    names it are outcomes of that one event; any exception means the whole transaction
+    must be rolled back.
     """
     side_effects = 0
     replayed = _replayed(conn, group)
-    contact_ids = _contact_ids(conn, group, now=now)
+    contact_of, visitor_ids = _contacts(conn, group, now=now)
     outcomes: list[Outcome | None] = [None] * len(group)
     to_insert: list[int] = []
     first_of_message: dict[tuple[int, str], int] = {}
     repeats: dict[int, int] = {}
+    stored_contacts: dict[int, int] = {}
     for index, pending in enumerate(group):
         command = pending.command
         if command.message_id is not None:
@@ -232,16 +264,17 @@ def write_group(
             if key in first_of_message:
                 repeats[index] = first_of_message[key]
                 continue
-        contact = contact_ids[pending.account_id, command.contact]
-        if isinstance(contact, ContactNotFound):
+        contact = contact_of[index]
+        if isinstance(contact, ContactNotFound | NotAsNamed):
             outcomes[index] = contact
             continue
         if command.message_id is not None:
             first_of_message[pending.account_id, command.message_id] = index
+        stored_contacts[index] = contact
         to_insert.append(index)
 
     if to_insert:
-        rows = [_event_row(group[index], contact_ids) for index in to_insert]
+        rows = [_event_row(group[index], stored_contacts[index]) for index in to_insert]
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
         write = _write_postgresql if conn.dialect.name == "postgresql" else _write_sqlite
         summary_ids: dict[int, int] = {}
@@ -257,6 +290,7 @@ def write_group(
                 row["received_at"],
                 duplicate=False,
                 summary_id=summary_ids[row["id"]],
+                visitor_id=visitor_ids.get(index),
             )
 
     for index, original in repeats.items():
@@ -268,13 +302,11 @@ def write_group(
     return [outcome for outcome in outcomes if outcome is not None], side_effects
 
 
-def _event_row(
-    pending: PendingEvent, contact_ids: dict[tuple[int, ContactRef], int | ContactNotFound]
-) -> dict[str, Any]:
+def _event_row(pending: PendingEvent, contact_id: int) -> dict[str, Any]:
     command = pending.command
     return {
         "account_id": pending.account_id,
-        "contact_id": contact_ids[pending.account_id, command.contact],
+        "contact_id": contact_id,
         "name": command.name,
         "title": command.title,
         "value": command.value,

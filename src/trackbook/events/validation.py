@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from trackbook.contacts.identity import VisitorNaming
 from trackbook.errors import Invalid
 from trackbook.events.model import TrackCommand
 
@@ -74,6 +75,14 @@ def _check_properties(properties: Any) -> None:
         raise Invalid("properties", f"must be nested at most {PROPERTIES_MAX_DEPTH} deep")
 
 
+def _check_naming(naming: VisitorNaming) -> None:
+    # Checked before the event joins a group: the writer looks every naming of the group
+    # up in one statement, which text the database cannot hold would fail for all.
+    texts = (naming.email, naming.external_id, naming.visitor_id, *(v for _, v in naming.fields))
+    if any(text is not None and not storable(text) for text in texts):
+        raise Invalid("as_named", "must not contain NUL characters or invalid Unicode")
+
+
 def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
     """Raises Invalid for the first limit `command` breaks; returns its occurred_at."""
     if not 1 <= len(command.name) <= NAME_MAX or not command.name.strip():
@@ -87,6 +96,8 @@ def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
     ):
         if text is not None and not storable(text):
             raise Invalid(field, "must not contain NUL characters or invalid Unicode")
+    if command.as_named is not None:
+        _check_naming(command.as_named)
     _bounded(command.title, "title", TITLE_MAX)
     _bounded(command.value, "value", VALUE_MAX)
     _bounded(command.message_id, "message_id", MESSAGE_ID_MAX)

@@ -17,7 +17,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from trackbook.clock import Clock
-from trackbook.contacts.errors import ContactConflict, ContactNotFound
+from trackbook.contacts.errors import ContactConflict, ContactNotFound, NotAsNamed
 from trackbook.db.engine import Database, SerialWriter, StorageUnavailable
 from trackbook.events.model import PendingEvent, TrackResult
 from trackbook.events.store import write_group
@@ -150,7 +150,7 @@ class EventWriter:
         for waiting, outcome in zip(group, outcomes, strict=True):
             if waiting.answer.done():
                 continue
-            if isinstance(outcome, ContactNotFound):
+            if isinstance(outcome, ContactNotFound | NotAsNamed):
                 waiting.answer.set_exception(outcome)
             else:
                 waiting.answer.set_result(outcome)

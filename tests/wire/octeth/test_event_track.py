@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import TenantFactory
 from tests.support import Tenant
 from trackbook.db.tables import contact_aliases, contacts, event_names, events
 from trackbook.services import Services
@@ -433,3 +435,78 @@ async def test_fractional_list_id_is_invalid_not_rounded(
         json={"APIKey": tenant.key, "Event": "page_view", "ListID": f" {list_id} "},
     )
     assert as_digits.status_code == 200, as_digits.text
+
+
+async def test_text_no_database_holds_in_id_or_uuid_fails_only_its_own_request(
+    client: httpx.AsyncClient, tenant: Tenant, backend: str
+) -> None:
+    """A NUL in ID or UUID is refused as before (PostgreSQL cannot store it, SQLite can),
+    and the known visitors' events sent beside it are stored as usual."""
+
+    def event(n: int, **fields: object) -> dict[str, object]:
+        return {
+            "APIKey": tenant.key,
+            "Event": "page_view",
+            "Email": f"held{n}@example.com",
+            **fields,
+        }
+
+    for n in range(10):
+        assert (await client.post("/api/v1/event", json=event(n))).status_code == 200
+    unstorable = [event(0, UUID="visitor\x00x"), event(1, ID="ext\x00y")]
+    bodies = [*(event(n) for n in range(10)), *unstorable]
+    responses = await asyncio.gather(*(client.post("/api/v1/event", json=b) for b in bodies))
+    assert [r.status_code for r in responses[:10]] == [200] * 10
+    if backend == "postgresql":
+        for response in responses[10:]:
+            assert response.status_code == 422, response.text
+            assert response.json()["Errors"][0]["Code"] == 18
+    else:
+        assert [r.status_code for r in responses[10:]] == [200, 200]
+
+
+async def test_a_list_id_naming_no_list_of_the_account_is_code_4_on_every_path(
+    client: httpx.AsyncClient, tenant: Tenant, list_id: int, new_tenant: TenantFactory
+) -> None:
+    """Whether a ListID names a list is asked only where the visitor check cannot
+    answer for it; every request naming another account's list is still refused."""
+    other = await new_tenant("Other")
+    created = await client.post("/v1/lists", headers=other.headers, json={"name": "Theirs"})
+    foreign = created.json()["id"]
+
+    def event(**fields: object) -> dict[str, object]:
+        return {"APIKey": tenant.key, "Event": "page_view", **fields}
+
+    member = event(Email="member@example.com", ListID=list_id)
+    assert (await client.post("/api/v1/event", json=member)).status_code == 200
+    assert (await client.post("/api/v1/event", json=member)).status_code == 200
+    refused = [
+        event(Email="member@example.com", ListID=foreign),
+        event(Email="member@example.com", ListID=foreign, UUID="another-browser"),
+        event(ID="ext-only", ListID=foreign),
+        event(ListID=foreign),
+        event(Email="member@example.com", ListID=foreign, Properties={"isTest": True}),
+    ]
+    for body in refused:
+        response = await client.post("/api/v1/event", json=body)
+        assert response.status_code == 422, (body, response.text)
+        assert [e["Code"] for e in response.json()["Errors"]] == [4], body
+    everything_wrong = await client.post(
+        "/api/v1/event", json={"APIKey": tenant.key, "ListID": foreign, "Email": "not-an-email"}
+    )
+    assert [e["Code"] for e in everything_wrong.json()["Errors"]] == [5, 4, 7]
+    await client.patch("/v1/account", headers=tenant.headers, json={"tracking_enabled": False})
+    disabled = await client.post(
+        "/api/v1/event", json=event(Email="member@example.com", ListID=foreign)
+    )
+    assert [e["Code"] for e in disabled.json()["Errors"]] == [4]
+    found = await client.get(
+        "/v1/contacts", headers=tenant.headers, params={"email": "member@example.com"}
+    )
+    [contact] = found.json()["data"]
+    timeline = await client.get(f"/v1/contacts/{contact['id']}/events", headers=tenant.headers)
+    stored = sorted(e["event"] for e in timeline.json()["data"])
+    assert stored == ["identify", "page_view", "page_view"]
+    # nor was anyone else created or identified on the way
+    everyone = (await client.get("/v1/contacts", headers=tenant.headers)).json()["data"]
+    assert [c["email"] for c in everyone] == ["member@example.com"]

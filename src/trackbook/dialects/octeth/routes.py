@@ -14,8 +14,14 @@ from starlette.requests import Request
 
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
-from trackbook.contacts.errors import ListNotFound
-from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
+from trackbook.contacts.identity import (
+    MAX_ID,
+    ContactRef,
+    UnknownContact,
+    VisitorNaming,
+    normalise_email,
+)
+from trackbook.db.engine import StorageUnavailable
 from trackbook.dialects.cors import ingest_account
 from trackbook.dialects.octeth.errors import MALFORMED, UNKNOWN_COMMAND, OctethErrors
 from trackbook.dialects.params import merged_params
@@ -23,7 +29,7 @@ from trackbook.dialects.responses import JSON
 from trackbook.errors import Invalid
 from trackbook.events import queries
 from trackbook.events.errors import TrackingDisabled
-from trackbook.events.model import TrackCommand
+from trackbook.events.model import TrackCommand, TrackResult
 from trackbook.ratelimits import key_identity
 from trackbook.services import Services, services_of
 
@@ -57,7 +63,7 @@ async def api_key(
     scheme, _, bearer = (authorization or "").partition(" ")
     presented = params.get("apikey") or (bearer.strip() if scheme.lower() == "bearer" else None)
     secret = presented if isinstance(presented, str) else None
-    path = request.url.path
+    path = request.scope["path"]
     default = "" if path == "/api.php" else "event.track"
     command = (_text(params.get("command")) or default).lower()
     reading = path.endswith(PROPERTIES) or command == PROPERTIES
@@ -106,16 +112,8 @@ def _integer(raw: Any) -> int | None:
     return None
 
 
-async def _list_id(raw: Any, account: Account, services: Services) -> int | None:
-    """The ListID as a list of this account, or None when it is none of that."""
-    list_id = _integer(raw)
-    if list_id is None:
-        return None
-    try:
-        await services.db.query(contacts.get_list, account.id, list_id)
-    except ListNotFound:
-        return None
-    return list_id
+async def _list_exists(list_id: int, account: Account, services: Services) -> bool:
+    return await services.db.run_query(contacts.list_exists, account.id, list_id)
 
 
 _TRAITS = {
@@ -140,6 +138,8 @@ def _traits(properties: dict[str, Any]) -> dict[str, str]:
 class _Checked:
     event: str
     list_id: int | None
+    """A ListID that may name a list of the account: whether it does is looked up
+    only where the writer's check of the visitor cannot answer (`_check_list`)."""
     email: str | None
     properties: dict[str, Any]
 
@@ -151,8 +151,12 @@ async def _check(params: dict[str, Any], account: Account, services: Services) -
     if event is None:
         errors.append((5, "Missing event parameter"))
     list_id = None
+    list_error_at = len(errors)
     if params.get("listid") not in (None, ""):
-        list_id = await _list_id(params["listid"], account, services)
+        list_id = _integer(params["listid"])
+        if list_id is not None and not 0 < list_id <= MAX_ID:
+            # no list has this id; the look-up answers it as it answers any other
+            list_id = list_id if await _list_exists(list_id, account, services) else None
         if list_id is None:
             errors.append((4, "Invalid ListID parameter"))
     email = _text(params.get("email"))
@@ -167,8 +171,15 @@ async def _check(params: dict[str, Any], account: Account, services: Services) -
             if properties.get(name) in (None, ""):
                 errors.append((code, f"Missing {name} event property (for conversion events)"))
     if errors or event is None:
+        if list_id is not None and not await _list_exists(list_id, account, services):
+            errors.insert(list_error_at, (4, "Invalid ListID parameter"))
         raise OctethErrors(errors)
     return _Checked(event, list_id, email, properties)
+
+
+async def _check_list(checked: _Checked, account: Account, services: Services) -> None:
+    if checked.list_id is not None and not await _list_exists(checked.list_id, account, services):
+        raise OctethErrors([(4, "Invalid ListID parameter")])
 
 
 async def track(params: dict[str, Any], account: Account, services: Services) -> JSON:
@@ -183,6 +194,8 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
     external_id = _text(params.get("id"))
     visitor_id = _text(params.get("uuid"))
     is_test = properties.get("isTest") is True or properties.get("isTest") == "true"
+    if email is None or is_test or not account.tracking_enabled:
+        await _check_list(checked, account, services)
     if is_test:
         # Octeth answers a test event as a real one and stores nothing.
         return _success(visitor_id or str(uuid.uuid4()), external_id, event == "identify")
@@ -193,48 +206,41 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
     if email is not None or external_id is not None:
         traits = _traits(properties) if event == "identify" else {}
         joining_list = list_id if email is not None else None
-        # Nearly always the visitor is already as the request names it: a read answers
-        # that without queueing a write transaction beside the event writer's groups.
-        visitor = await services.db.run_query(
-            contacts.visitor_as_named,
+        naming = VisitorNaming(email, external_id, visitor_id, joining_list, tuple(traits.items()))
+        # Nearly always the visitor is already as the request names it: the event writer
+        # checks that in the transaction that stores the event, with the other events
+        # of its group, and only otherwise does the request run the identify first. A
+        # list the contact is a member of exists: that check answers for the ListID.
+        [outcome] = await services.events.track_many(
+            account,
+            [_stored(checked, ContactRef(email=email, external_id=external_id), naming)],
+        )
+        if isinstance(outcome, TrackResult):
+            assert outcome.visitor_id is not None  # noqa: S101 - set for a command as_named
+            return _success(outcome.visitor_id, external_id, event == "identify")
+        if isinstance(outcome, StorageUnavailable):
+            raise outcome
+        # Not as named, or refused by a check of the event itself: the identify comes
+        # first and is kept either way, then the event is stored or refused as before.
+        if email is not None:
+            await _check_list(checked, account, services)
+        visitor = await services.db.write(
+            _identify,
             account.id,
             email=email,
             external_id=external_id,
             visitor_id=visitor_id,
             list_id=joining_list,
-            changes=traits,
+            traits=traits,
+            now=services.clock.now(),
         )
-        if visitor is None:
-            visitor = await services.db.write(
-                _identify,
-                account.id,
-                email=email,
-                external_id=external_id,
-                visitor_id=visitor_id,
-                list_id=joining_list,
-                traits=traits,
-                now=services.clock.now(),
-            )
         visitor_id, identified = visitor.visitor_id, visitor.newly_identified
         contact = ContactRef(id=visitor.contact_id)
-        policy = UnknownContact.REJECT
     else:
         visitor_id = visitor_id or str(uuid.uuid4())
         contact = ContactRef.build(anonymous_id=visitor_id, field="UUID")
-        policy = UnknownContact.CREATE_ALWAYS
 
-    is_conversion = event == "conversion"
-    stored = TrackCommand(
-        name=event,
-        contact=contact,
-        source="octeth",
-        unknown_contact=policy,
-        title=str(properties["conversion-name"]) if is_conversion else None,
-        value=str(properties["conversion-value"]) if is_conversion else None,
-        properties=properties,
-        list_id=list_id,
-    )
-    commands = [stored]
+    commands = [_stored(checked, contact)]
     if identified and event != "identify":
         # The identify Octeth sends on a new email for a visitor, kept as an event.
         commands.insert(
@@ -243,7 +249,7 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
                 name="identify",
                 contact=contact,
                 source="octeth",
-                unknown_contact=policy,
+                unknown_contact=_policy(contact),
                 properties=properties,
                 list_id=list_id,
             ),
@@ -252,6 +258,32 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
         if isinstance(outcome, Exception):
             raise outcome
     return _success(visitor_id, external_id, identified or event == "identify")
+
+
+def _policy(contact: ContactRef) -> UnknownContact:
+    """A visitor of a request that names no contact may be new; any other contact is
+    one the request resolved (or identified) first."""
+    if contact.anonymous_id is not None:
+        return UnknownContact.CREATE_ALWAYS
+    return UnknownContact.REJECT
+
+
+def _stored(
+    checked: _Checked, contact: ContactRef, as_named: VisitorNaming | None = None
+) -> TrackCommand:
+    """The event of an event.track, as the core stores it."""
+    is_conversion = checked.event == "conversion"
+    return TrackCommand(
+        name=checked.event,
+        contact=contact,
+        source="octeth",
+        unknown_contact=_policy(contact),
+        title=str(checked.properties["conversion-name"]) if is_conversion else None,
+        value=str(checked.properties["conversion-value"]) if is_conversion else None,
+        properties=checked.properties,
+        list_id=checked.list_id,
+        as_named=as_named,
+    )
 
 
 async def _identify(
@@ -299,10 +331,8 @@ async def properties_of_list(params: dict[str, Any], account: Account, services:
     list_id = _integer(raw)
     if list_id is None:
         raise OctethErrors([(2, "Invalid ListID parameter")])
-    try:
-        await services.db.query(contacts.get_list, account.id, list_id)
-    except ListNotFound:
-        raise OctethErrors([(3, "List not found")]) from None
+    if not await _list_exists(list_id, account, services):
+        raise OctethErrors([(3, "List not found")])
     found = await services.db.query(queries.list_properties, account.id, list_id)
     return JSON({"ListID": list_id, "Properties": found})
 
