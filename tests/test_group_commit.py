@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 
 from tests.support import ManualClock, Tenant
+from trackbook.accounts.service import get_account
 from trackbook.app import create_app
 from trackbook.contacts.errors import NotAsNamed
 from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
@@ -251,3 +252,26 @@ async def test_octeth_events_of_known_and_changing_visitors_sent_at_once(
         )
     assert page_views == 20 + len(bodies)
     assert people == 30
+
+
+async def test_a_group_holds_up_to_4000_events_on_sqlite_and_1000_on_postgresql(
+    tenant: Tenant, services: Services, database_url: str
+) -> None:
+    """On SQLite a bigger group shares its commit and the index pages it writes among
+    more events; on PostgreSQL the one statement of a group would keep the next one
+    waiting longer."""
+    account = await services.db.query(get_account, tenant.id)
+    commands = [
+        TrackCommand(
+            name="open",
+            contact=ContactRef(email=f"g{n % 100}@example.com"),
+            source="native",
+            unknown_contact=UnknownContact.CREATE_ALWAYS,
+        )
+        for n in range(2500)
+    ]
+    groups_before = services.writer.groups_written
+    outcomes = await services.events.track_many(account, commands)
+    assert all(isinstance(outcome, TrackResult) for outcome in outcomes)
+    groups = services.writer.groups_written - groups_before
+    assert groups == (1 if database_url.startswith("sqlite") else 3)

@@ -280,7 +280,9 @@ def import_events(
     settings = settings.model_copy(
         update={
             "worker_in_process": False,
-            "group_commit_max_events": max(batch, settings.group_commit_max_events),
+            "group_commit_max_events": max(
+                batch, settings.group_size(sqlite=settings.database_url.startswith("sqlite"))
+            ),
         }
     )
     migrations.upgrade(settings.database_url)

@@ -42,7 +42,7 @@ class Services:
         writer = EventWriter(
             db,
             clock,
-            max_events=settings.group_commit_max_events,
+            max_events=settings.group_size(sqlite=db.is_sqlite),
             max_wait_ms=settings.group_commit_max_wait_ms,
             automation_cutoff=timedelta(hours=settings.automation_cutoff_hours),
         )

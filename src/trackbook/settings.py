@@ -40,7 +40,11 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     batch_max_events: int = Field(default=1000, ge=1)
-    group_commit_max_events: int = Field(default=1000, ge=1)
+    group_commit_max_events: int | None = Field(default=None, ge=1)
+    """Events written in one transaction at most; by default 4000 on SQLite (a group's
+    commit and index pages are shared by more events) and 1000 on PostgreSQL (its one
+    statement per group grows longer while the next group waits)."""
+
     group_commit_max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     """Extra time a group waits for more events once the queue is drained (0: none)."""
 
@@ -144,6 +148,11 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, level: object) -> object:
         return level.lower() if isinstance(level, str) else level
+
+    def group_size(self, *, sqlite: bool) -> int:
+        if self.group_commit_max_events is not None:
+            return self.group_commit_max_events
+        return 4000 if sqlite else 1000
 
     @property
     def base_url(self) -> str:
