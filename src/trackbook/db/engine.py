@@ -70,26 +70,13 @@ class Database:
         self._reader_threads: ThreadPoolExecutor | None = None
         if self.is_sqlite:
             self.reader = self._sqlite_engine(immediate=False)
-            self.writer = self.group_writer = self._sqlite_engine(immediate=True)
+            self.writer = self._sqlite_engine(immediate=True)
         else:
             # Sized for a loaded API node: opening a connection per request beyond the
             # pool costs more than the request itself.
             self.reader = self.writer = self._postgres_engine(pool_size=20, max_overflow=10)
-            # The event writer's own connections plan every statement with its values:
-            # the generic plan of its look-ups by list (message ids, contact emails)
-            # scans the account's rows once the tables outgrow it, five times slower
-            # in a 200k-event import. Other statements keep the plan cache: planning
-            # the timeline each time over the month partitions cost 2-3 ms (issue 9).
-            self.group_writer = self._postgres_engine(
-                pool_size=1, max_overflow=1, settings={"plan_cache_mode": "force_custom_plan"}
-            )
 
-    def _postgres_engine(
-        self, *, pool_size: int, max_overflow: int, settings: dict[str, str] | None = None
-    ) -> AsyncEngine:
-        connect_args: dict[str, Any] = {"timeout": 5}
-        if settings is not None:
-            connect_args["server_settings"] = settings
+    def _postgres_engine(self, *, pool_size: int, max_overflow: int) -> AsyncEngine:
         return create_async_engine(
             self.url,
             json_serializer=_json_dumps,
@@ -98,7 +85,7 @@ class Database:
             max_overflow=max_overflow,
             pool_pre_ping=True,
             pool_timeout=5,
-            connect_args=connect_args,
+            connect_args={"timeout": 5},
         )
 
     def _sqlite_engine(self, *, immediate: bool) -> AsyncEngine:
@@ -282,8 +269,6 @@ class Database:
         await self.reader.dispose()
         if self.writer is not self.reader:
             await self.writer.dispose()
-        if self.group_writer is not self.writer:
-            await self.group_writer.dispose()
         if self._sync_thread is not None and self._sync_writer is not None:
             engine, thread = self._sync_writer, self._sync_thread
             self._sync_writer = self._sync_thread = None
@@ -318,10 +303,16 @@ class SerialWriter:
         if self._db.is_sqlite:
             return await self._db.run_transaction(work, *args, **kwargs)
         if self._connection is None:
-            self._connection = await self._db._connect(self._db.group_writer)
+            self._connection = await self._db._connect(self._db.writer)
         connection = self._connection
         try:
             async with connection.begin():
+                # The writer's statements are planned with their values: the generic
+                # plan of its look-ups by list (message ids, contact emails) scans the
+                # account's rows once the tables outgrow it (five times slower in a
+                # 200k-event import). Only here: planning every statement each time
+                # cost the timeline 2-3 ms over the month partitions (issue 9).
+                await connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
                 return await connection.run_sync(work, *args, **kwargs)
         except BaseException as error:
             self._connection = None
