@@ -146,7 +146,7 @@ async def import_rows(
     group is in the database; no more than three batches are held in memory.
 
     `refresh_statistics` is awaited each time the rows read double from
-    STATISTICS_AFTER batches (20,000 rows by default): an import can make the event
+    STATISTICS_AFTER batches (80,000 rows at the default 2000): an import can make the event
     tables many times larger than the database's statistics say, and the writer's
     look-ups (message ids, contacts) need the planner to know."""
     report = ImportReport()
