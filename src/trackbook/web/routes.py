@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -23,6 +23,7 @@ from trackbook.contacts import service as contacts
 from trackbook.delivery import webhooks
 from trackbook.errors import DomainError
 from trackbook.events import catalog, dropped, queries
+from trackbook.routing import PrefixRouter
 from trackbook.segments import service as segments
 from trackbook.services import Services, services_of
 from trackbook.web.charts import bar_chart, per_day
@@ -34,7 +35,7 @@ from trackbook.web.session import (
     set_cookie,
 )
 
-router = APIRouter(include_in_schema=False)
+router = PrefixRouter(include_in_schema=False)
 ServicesDep = Annotated[Services, Depends(services_of)]
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 PAGE_SIZE = 25

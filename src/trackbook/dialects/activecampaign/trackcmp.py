@@ -6,7 +6,7 @@ import hmac
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query
+from fastapi import Depends, Query
 from starlette.requests import Request
 
 from trackbook.accounts.service import Account
@@ -19,9 +19,10 @@ from trackbook.errors import Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
 from trackbook.metrics import current_account
+from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
 
-router = APIRouter(tags=["ActiveCampaign dialect"])
+router = PrefixRouter(tags=["ActiveCampaign dialect"])
 ServicesDep = Annotated[Services, Depends(services_of)]
 # ActiveCampaign's limit on event names sent to trackcmp.
 EVENT_NAME_MAX = 32

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import Depends, Header, Query
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 
@@ -22,10 +22,11 @@ from trackbook.dialects.responses import JSON
 from trackbook.errors import Conflict, Invalid
 from trackbook.events import catalog, queries
 from trackbook.events.model import Event
+from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
 
 PREFIX = "/api/3"
-router = APIRouter(prefix=PREFIX, tags=["ActiveCampaign dialect"], route_class=V3Route)
+router = PrefixRouter(prefix=PREFIX, tags=["ActiveCampaign dialect"], route_class=V3Route)
 ServicesDep = Annotated[Services, Depends(services_of)]
 
 

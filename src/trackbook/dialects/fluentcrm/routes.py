@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from fastapi import APIRouter, Depends, Header
+from fastapi import Depends, Header
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
@@ -33,10 +33,11 @@ from trackbook.events import queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand
 from trackbook.ratelimits import key_identity
+from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
 
 PREFIX = "/wp-json/fluent-crm/v2"
-router = APIRouter(prefix=PREFIX, tags=["FluentCRM dialect"])
+router = PrefixRouter(prefix=PREFIX, tags=["FluentCRM dialect"])
 ServicesDep = Annotated[Services, Depends(services_of)]
 # FluentCRM's column width for event_key and title; longer values are cut, not refused.
 KEY_LENGTH = 192

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import Field
 from starlette.responses import Response
 
@@ -15,9 +15,10 @@ from trackbook.delivery.webhooks import Delivery, Endpoint
 from trackbook.dialects.native.models import Body
 from trackbook.dialects.native.routes import AccountDep, ServicesDep
 from trackbook.dialects.responses import JSON, iso
+from trackbook.routing import PrefixRouter
 from trackbook.services import Services
 
-router = APIRouter(prefix="/v1")
+router = PrefixRouter(prefix="/v1")
 RUN_STATUSES = Literal["pending", "running", "done", "failed", "cancelled"]
 
 

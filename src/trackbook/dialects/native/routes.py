@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Depends, Header, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
@@ -38,11 +38,12 @@ from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import Event, TrackResult
 from trackbook.events.validation import parse_timestamp
 from trackbook.ratelimits import key_identity
+from trackbook.routing import PrefixRouter
 from trackbook.segments import service as segments
 from trackbook.segments.service import Segment
 from trackbook.services import Services, services_of
 
-router = APIRouter(prefix="/v1")
+router = PrefixRouter(prefix="/v1")
 ServicesDep = Annotated[Services, Depends(services_of)]
 
 
@@ -606,7 +607,7 @@ async def dropped_events(
     )
 
 
-bench_router = APIRouter(prefix="/v1/_bench", include_in_schema=False)
+bench_router = PrefixRouter(prefix="/v1/_bench", include_in_schema=False)
 
 
 @bench_router.post("/validate", status_code=201)

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header
+from fastapi import Depends, Header
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
@@ -31,9 +31,10 @@ from trackbook.events import queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand, TrackResult
 from trackbook.ratelimits import key_identity
+from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
 
-router = APIRouter(tags=["Octeth dialect"])
+router = PrefixRouter(tags=["Octeth dialect"])
 ServicesDep = Annotated[Services, Depends(services_of)]
 CONVERSION_PROPERTIES = (
     (8, "conversion-id"),

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 import orjson
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import Depends, Header, Request
 
 from trackbook.accounts.service import Account
 from trackbook.contacts.errors import ContactNotFound
@@ -55,9 +55,10 @@ from trackbook.events import dropped
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand
 from trackbook.ratelimits import key_identity
+from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
 
-router = APIRouter(prefix=PREFIX + "/v1", tags=["Segment dialect"])
+router = PrefixRouter(prefix=PREFIX + "/v1", tags=["Segment dialect"])
 ServicesDep = Annotated[Services, Depends(services_of)]
 AuthorizationHeader = Annotated[
     str | None,

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import rjsmin
-from fastapi import APIRouter, Request
+from fastapi import Request
 from starlette.responses import Response
 
-router = APIRouter(include_in_schema=False)
+from trackbook.routing import PrefixRouter
+
+router = PrefixRouter(include_in_schema=False)
 
 SOURCE = Path(__file__).with_name("t.js")
 CACHE_CONTROL = "public, max-age=3600"
