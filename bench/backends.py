@@ -222,6 +222,22 @@ class Server:
             time.sleep(0.1)
         raise BenchError(f"/healthz did not answer in {START_SECONDS:.0f} s{self.log_tail()}")
 
+    def groups_written(self) -> tuple[float, float]:
+        """Group-commit transactions so far and the events they held, from /metrics."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            connection.request("GET", "/metrics")
+            text = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        found = {"count": 0.0, "sum": 0.0}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            for part in found:
+                if name == f"trackbook_group_commit_events_{part}":
+                    found[part] = float(value)
+        return found["count"], found["sum"]
+
     def cpu_seconds(self) -> float:
         """User plus system CPU time of the server process, all its threads."""
         fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -49,6 +49,8 @@ class PhaseResult:
     client_cpu_seconds: float
     statuses: dict[int, int] = field(default_factory=dict)
     server_cpu_seconds: float | None = None
+    events_per_group: float | None = None
+    """Mean events per group-commit transaction during the phase."""
 
     @property
     def requests_per_second(self) -> float:

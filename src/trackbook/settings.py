@@ -87,12 +87,12 @@ class Settings(BaseSettings):
     """ActiveCampaign's documented API limit, per account (v3 and v1)."""
     rate_limit_trackcmp_actid: str = "6000/minute"
     rate_limit_trackcmp_ip: str = "600/minute"
+    """trackcmp is posted to by browsers and forms: also limited per client address."""
     rate_limit_segment: str = "30000/minute"
     """Segment's HTTP API, per account and per write key: Segment sets no hard limit and
     asks to hear from senders above 500 requests per second."""
     rate_limit_signin: str = "20/minute"
     """Dashboard sign-in attempts per client address."""
-    """trackcmp is posted to by browsers and forms: also limited per client address."""
 
     secret_key: SecretStr | None = None
     """Server key(s) sealing webhook signing secrets in the database: Fernet keys,
