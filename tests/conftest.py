@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -122,3 +123,12 @@ async def tenant(new_tenant: TenantFactory) -> Tenant:
 def cli(database_url: str) -> CliRunner:
     """The CLI against the session's database, as an operator runs it."""
     return CliRunner(env={"TRACKBOOK_DATABASE_URL": database_url})
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collects garbage after each test, so that a connection or file a test leaves
+    unclosed fails that test (warnings are errors) and not whichever test the collector
+    happens to run in."""
+    yield
+    gc.collect()

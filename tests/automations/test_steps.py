@@ -12,8 +12,10 @@ from tests.automations.conftest import WebhookReceiver, drain
 from tests.automations.test_end_to_end import create_automation, runs_of
 from tests.support import ManualClock, Tenant
 from trackbook.contacts import service as contacts
+from trackbook.db.tables import webhook_endpoints
 from trackbook.delivery.guard import BlockedTarget, check_url, resolve
 from trackbook.delivery.webhooks import WebhookSender
+from trackbook.keyring import Keyring, new_key
 from trackbook.services import Services
 
 
@@ -197,6 +199,43 @@ async def test_endpoint_receives_the_events_it_subscribes_to(
         f"/v1/webhooks/{silent.json()['id']}/deliveries", headers=tenant.headers
     )
     assert none.json()["data"] == []
+
+
+async def test_a_secret_sealed_with_another_server_key_fails_its_delivery_alone(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, receiver: WebhookReceiver
+) -> None:
+    sealed_elsewhere = await client.post(
+        "/v1/webhooks",
+        headers=tenant.headers,
+        json={"url": receiver.url, "event_names": ["signup"]},
+    )
+    hook = await client.post(
+        "/v1/webhooks",
+        headers=tenant.headers,
+        json={"url": receiver.url, "event_names": ["signup"]},
+    )
+    async with services.db.transaction() as conn:
+        await conn.execute(
+            webhook_endpoints.update()
+            .where(webhook_endpoints.c.id == sealed_elsewhere.json()["id"])
+            .values(secret=Keyring([new_key()]).seal("whsec_" + "A" * 32))
+        )
+    tracked = await track(client, tenant, "signup", "k@example.com")
+    await drain(services)
+    [received] = receiver.received
+    assert f'"id":"{tracked["id"]}"'.encode() in received.body
+    delivered = await client.get(
+        f"/v1/webhooks/{hook.json()['id']}/deliveries", headers=tenant.headers
+    )
+    assert [d["status"] for d in delivered.json()["data"]] == ["delivered"]
+    refused = await client.get(
+        f"/v1/webhooks/{sealed_elsewhere.json()['id']}/deliveries", headers=tenant.headers
+    )
+    [delivery] = refused.json()["data"]
+    assert delivery["status"] == "pending"  # retried once the right key is set
+    [attempt] = delivery["attempts"]
+    assert attempt["status_code"] is None
+    assert "sealed with another server key" in attempt["error"]
 
 
 PRIVATE_HOSTS = [

@@ -49,7 +49,7 @@ from trackbook.errors import DomainError, NotFound
 from trackbook.events.model import Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService
-from trackbook.keyring import Keyring
+from trackbook.keyring import Keyring, KeyringError
 from trackbook.metrics import DELIVERIES, EMAILS
 from trackbook.settings import Settings
 
@@ -175,9 +175,18 @@ class Worker:
         it worked on (0: nothing was due)."""
         runs = await self._claim(automation_runs)
         queued = await self._claim(deliveries, deliveries.c.run_id.is_(None))
-        await asyncio.gather(
-            *(self._run(run) for run in runs), *(self._deliver(item) for item in queued)
+        # each step to its end, whatever another one does: a step left running after
+        # its sibling failed would outlive the worker with a connection in hand
+        outcomes = await asyncio.gather(
+            *(self._run(run) for run in runs),
+            *(self._deliver(item) for item in queued),
+            return_exceptions=True,
         )
+        for outcome in outcomes:
+            if isinstance(outcome, StorageUnavailable):
+                log.warning("worker: storage unavailable (%s); the step is taken again", outcome)
+            elif isinstance(outcome, BaseException):
+                log.error("worker: a step failed; it is taken again", exc_info=outcome)
         return len(runs) + len(queued)
 
     async def _claim(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[sa.Row[Any]]:
@@ -476,13 +485,7 @@ class Worker:
                     )
                 )
             ).one()
-        result = await self._sender.send(
-            endpoint.url,
-            self._keyring.open(endpoint.secret),
-            delivery.webhook_id,
-            delivery.payload,
-            sent_at=now,
-        )
+        result = await self._send(endpoint, delivery.webhook_id, delivery.payload, now)
         async with self._db.transaction() as conn:
             attempts, failure = await self._record(conn, delivery, result)
             # the run retries this delivery, not the queue: it is updated without a claim
@@ -517,6 +520,17 @@ class Worker:
         failure = StepFailed(result.error or "not delivered", permanent=result.permanent)
         return delivery.attempts + 1, failure
 
+    async def _send(
+        self, endpoint: sa.Row[Any], webhook_id: str, payload: Any, sent_at: datetime
+    ) -> SendResult:
+        try:
+            secret = self._keyring.open(endpoint.secret)
+        except KeyringError as error:
+            # the operator can still set the key the secret was sealed with: an attempt
+            # that failed, retried with backoff like any other
+            return SendResult(delivered=False, status_code=None, error=str(error), duration_ms=0)
+        return await self._sender.send(endpoint.url, secret, webhook_id, payload, sent_at=sent_at)
+
     async def _deliver(self, delivery: sa.Row[Any]) -> None:
         now = self._clock.now()
         async with self._db.transaction() as conn:
@@ -544,13 +558,7 @@ class Worker:
                     )
                     return
                 await self._update(conn, deliveries, delivery, payload=payload)
-        result = await self._sender.send(
-            endpoint.url,
-            self._keyring.open(endpoint.secret),
-            delivery.webhook_id,
-            payload,
-            sent_at=now,
-        )
+        result = await self._send(endpoint, delivery.webhook_id, payload, now)
         async with self._db.transaction() as conn:
             attempts, failure = await self._record(conn, delivery, result)
             await self._update(
