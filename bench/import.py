@@ -8,12 +8,9 @@ The reference writes the rows into `events` in transactions of the import's batc
 (2000, the default): sqlite3 executemany on SQLite, asyncpg COPY on PostgreSQL, its
 contacts inserted beforehand and not timed. Target: import rows/s >= 0.5x the reference.
 
-A second reference, "same work", stores what an import stores for each row, written by
-hand through the same driver with every row prepared before the clock starts: the
-look-up of the batch's message ids, the events (with their ids), their message-id keys,
-one counter per (contact, name, title) and the name and property catalogs, in one
-transaction per batch. Its ratio to the raw insert is the most an import that keeps
-those guarantees could reach with no cost of its own above the database.
+A second reference, "same work" (samework.py), stores by hand what an import stores for
+each row, in the same transactions, with every row prepared before the clock starts:
+its ratio to the raw insert is the most an import keeping those guarantees could reach.
 """
 
 from __future__ import annotations
@@ -36,19 +33,15 @@ import asyncpg
 import orjson
 import sqlalchemy as sa
 
+import samework
 from backends import trackbook_command
 from seed import PLAN_WEIGHTS, PLANS, asyncpg_dsn, event_names, recreate_postgres_database
 
 RATIO_TARGET = 0.5
 BATCH = 2000
-STATISTICS_AFTER = 40
-"""Batches before the same-work reference refreshes the statistics, as the import does."""
 SAMPLE_SECONDS = 0.5
 SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
-COLUMNS = (
-    "account_id", "contact_id", "name", "title", "value", "properties", "source",
-    "message_id", "occurred_at", "received_at",
-)  # fmt: skip
+COLUMNS = samework.COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,100 +152,6 @@ def message_id(line: int) -> str:
     return "import:" + hashlib.sha256(b"%d" % line).hexdigest()[:40]
 
 
-@dataclass(frozen=True, slots=True)
-class SameWork:
-    """One batch as an import stores it, aggregated as the writer aggregates a group."""
-
-    records: list[tuple[Any, ...]]
-    """The event rows, in COLUMNS order."""
-    counters: list[tuple[int, str, str, int, str | None]]
-    """(contact_id, name, title, count, last value), in key order."""
-    names: list[tuple[str, int, Any, Any]]
-    """(name, count, first seen, last seen), in name order; times as the records hold them."""
-    properties: list[tuple[str, str, Any]]
-    """(event name, property name, first seen), in key order."""
-
-
-def same_work(records: list[tuple[Any, ...]]) -> list[SameWork]:
-    batches = []
-    for start in range(0, len(records), BATCH):
-        batch = records[start : start + BATCH]
-        counters: dict[tuple[int, str, str], list[Any]] = {}
-        names: dict[str, list[Any]] = {}
-        properties: dict[tuple[str, str], datetime] = {}
-        for record in batch:
-            contact_id, name, title, value, properties_json, occurred_at = (
-                record[1], record[2], record[3], record[4], record[5], record[8],
-            )  # fmt: skip
-            counter = counters.setdefault((contact_id, name, title), [0, None])
-            counter[0] += 1
-            counter[1] = value
-            seen = names.setdefault(name, [0, occurred_at, occurred_at])
-            seen[0] += 1
-            seen[1] = min(seen[1], occurred_at)
-            seen[2] = max(seen[2], occurred_at)
-            for property_name in orjson.loads(properties_json):
-                properties.setdefault((name, property_name), names[name][1])
-        batches.append(
-            SameWork(
-                batch,
-                [(*key, *counters[key]) for key in sorted(counters)],
-                [(name, *names[name]) for name in sorted(names)],
-                [(*key, properties[key]) for key in sorted(properties)],
-            )
-        )
-    return batches
-
-
-SQLITE_SAME_WORK = {
-    "known": "SELECT event_id FROM event_message_ids WHERE account_id = ? AND message_id IN ({})",
-    "events": f"INSERT INTO events (id, {', '.join(COLUMNS)}) VALUES ({', '.join('?' * 11)})",
-    "keys": "INSERT INTO event_message_ids (account_id, message_id, event_id) VALUES (?, ?, ?)",
-    "counters": "INSERT INTO event_summaries (account_id, contact_id, name, title, series, "
-    "counter, last_value, provider, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, 0, ?, ?, 'import', ?, ?) "
-    "ON CONFLICT (account_id, contact_id, name, title, series) DO UPDATE SET "
-    "counter = event_summaries.counter + excluded.counter, "
-    "last_value = excluded.last_value, updated_at = excluded.updated_at",
-    "names": "INSERT INTO event_names (account_id, name, count, first_seen, last_seen) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, name) DO UPDATE SET "
-    "count = event_names.count + excluded.count, "
-    "first_seen = min(event_names.first_seen, excluded.first_seen), "
-    "last_seen = max(event_names.last_seen, excluded.last_seen)",
-    "properties": "INSERT INTO event_properties (account_id, event_name, name, first_seen) "
-    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-}
-PG_SAME_WORK = {
-    "known": "SELECT event_id FROM event_message_ids "
-    "WHERE account_id = $1 AND message_id = ANY($2::text[])",
-    "ids": "SELECT nextval('events_id_seq') FROM generate_series(1, $1)",
-    "counters": "INSERT INTO event_summaries (account_id, contact_id, name, title, series, "
-    "counter, last_value, provider, created_at, updated_at) "
-    "SELECT $1, contact_id, name, title, 0, count, last_value, 'import', $7, $7 "
-    "FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[]) "
-    "AS s(contact_id, name, title, count, last_value) "
-    "ON CONFLICT (account_id, contact_id, name, title, series) DO UPDATE SET "
-    "counter = event_summaries.counter + excluded.counter, "
-    "last_value = excluded.last_value, updated_at = excluded.updated_at",
-    "names": "INSERT INTO event_names (account_id, name, count, first_seen, last_seen) "
-    "SELECT $1, name, count, first_seen, last_seen "
-    "FROM unnest($2::text[], $3::bigint[], $4::timestamptz[], $5::timestamptz[]) "
-    "AS n(name, count, first_seen, last_seen) "
-    "ON CONFLICT (account_id, name) DO UPDATE SET count = event_names.count + excluded.count, "
-    "first_seen = least(event_names.first_seen, excluded.first_seen), "
-    "last_seen = greatest(event_names.last_seen, excluded.last_seen)",
-    "properties": "INSERT INTO event_properties (account_id, event_name, name, first_seen) "
-    "SELECT $1, event_name, name, first_seen "
-    "FROM unnest($2::text[], $3::text[], $4::timestamptz[]) AS p(event_name, name, first_seen) "
-    "ON CONFLICT DO NOTHING",
-}
-"""The statements of the same-work reference, as the import's writer would run them."""
-
-
-def _columns(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
-    return [list(column) for column in zip(*rows, strict=True)] if rows else []
-
-
 def raw_sqlite(path: str, account_id: int, rows: list[Row], *, full: bool = False) -> float:
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -285,7 +184,10 @@ def raw_sqlite(path: str, account_id: int, rows: list[Row], *, full: bool = Fals
         ]
         statement = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 10)})"
         if full:
-            return _same_work_sqlite(db, account_id, same_work(records), now)
+            begun = time.perf_counter()
+            for work in samework.same_work(records, BATCH):
+                samework.write_sqlite(db, account_id, work, now)
+            return time.perf_counter() - begun
         begun = time.perf_counter()
         for start in range(0, len(records), BATCH):
             db.execute("BEGIN IMMEDIATE")
@@ -294,45 +196,6 @@ def raw_sqlite(path: str, account_id: int, rows: list[Row], *, full: bool = Fals
         return time.perf_counter() - begun
     finally:
         db.close()
-
-
-def _same_work_sqlite(
-    db: sqlite3.Connection, account_id: int, batches: list[SameWork], now: str
-) -> float:
-    statements = SQLITE_SAME_WORK
-    begun = time.perf_counter()
-    for batch in batches:
-        db.execute("BEGIN IMMEDIATE")
-        message_ids = [record[7] for record in batch.records]
-        known = db.execute(
-            statements["known"].format(", ".join("?" * len(message_ids))),
-            (account_id, *message_ids),
-        ).fetchall()
-        assert not known  # a fresh database: every row is new
-        last = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-        ids = range(last + 1, last + 1 + len(batch.records))
-        db.executemany(
-            statements["events"],
-            [(event_id, *record) for event_id, record in zip(ids, batch.records, strict=True)],
-        )
-        db.executemany(
-            statements["keys"],
-            [
-                (account_id, record[7], event_id)
-                for event_id, record in zip(ids, batch.records, strict=True)
-            ],
-        )
-        db.executemany(
-            statements["counters"],
-            [(account_id, *counter, now, now) for counter in batch.counters],
-        )
-        # the times are the records' SQLite text already
-        db.executemany(statements["names"], [(account_id, *name) for name in batch.names])
-        db.executemany(
-            statements["properties"], [(account_id, *property_) for property_ in batch.properties]
-        )
-        db.execute("COMMIT")
-    return time.perf_counter() - begun
 
 
 async def raw_postgresql(
@@ -366,7 +229,11 @@ async def raw_postgresql(
             for line, row in enumerate(rows, start=1)
         ]
         if full:
-            return await _same_work_postgresql(db, account_id, same_work(records), now)
+            transactions = samework.same_work(records, BATCH)
+            begun = time.perf_counter()
+            for number, work in enumerate(transactions, start=1):
+                await samework.write_postgresql(db, account_id, work, now, number=number)
+            return time.perf_counter() - begun
         begun = time.perf_counter()
         for start in range(0, len(records), BATCH):
             # outside a transaction block each COPY commits on its own
@@ -376,40 +243,6 @@ async def raw_postgresql(
         return time.perf_counter() - begun
     finally:
         await db.close()
-
-
-async def _same_work_postgresql(
-    db: asyncpg.Connection, account_id: int, batches: list[SameWork], now: datetime
-) -> float:
-    statements = PG_SAME_WORK
-    # as the import's writer: look-ups planned with their values, statistics refreshed
-    # as the tables grow
-    await db.execute("SET plan_cache_mode = force_custom_plan")
-    analyze_at = STATISTICS_AFTER
-    begun = time.perf_counter()
-    for number, batch in enumerate(batches, start=1):
-        if number == analyze_at:
-            analyze_at *= 2
-            await db.execute("ANALYZE contacts, events, event_message_ids, event_summaries")
-        async with db.transaction():
-            message_ids = [record[7] for record in batch.records]
-            assert not await db.fetch(statements["known"], account_id, message_ids)
-            ids = [row[0] for row in await db.fetch(statements["ids"], len(batch.records))]
-            await db.copy_records_to_table(
-                "events",
-                records=[(i, *record) for i, record in zip(ids, batch.records, strict=True)],
-                columns=("id", *COLUMNS),
-            )
-            await db.copy_records_to_table(
-                "event_message_ids",
-                records=[(account_id, m, i) for i, m in zip(ids, message_ids, strict=True)],
-                columns=("account_id", "message_id", "event_id"),
-            )
-            await db.execute(statements["counters"], account_id, *_columns(batch.counters), now)
-            await db.execute(statements["names"], account_id, *_columns(batch.names))
-            if batch.properties:
-                await db.execute(statements["properties"], account_id, *_columns(batch.properties))
-    return time.perf_counter() - begun
 
 
 def reference_seconds(backend: str, url: str, rows: list[Row], *, full: bool) -> float:

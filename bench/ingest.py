@@ -1,5 +1,6 @@
-"""Ingest benchmark: /v1/track, the validate-only reference route, /v1/batch and a raw
-bulk insert, against a real `trackbook serve` on SQLite and PostgreSQL.
+"""Ingest benchmark: /v1/track, the validate-only reference route, /v1/batch, a raw
+bulk insert and the same-work reference (samework.py), against a real `trackbook serve`
+on SQLite and PostgreSQL.
 
     python bench/ingest.py [--seconds N] [--backends sqlite,postgresql] [--profile DIR]
 """
@@ -40,7 +41,7 @@ BACKENDS = ("sqlite", "postgresql")
 TRACK_VS_VALIDATE_TARGET = {"sqlite": 0.7, "postgresql": 0.6}
 BATCH_VS_RAW_TARGET = 0.5
 DIALECT_VS_TRACK_TARGET = 0.85
-PHASES = ("track", *workload.DIALECT_ROUTES, "validate", "batch", "raw insert")
+PHASES = ("track", *workload.DIALECT_ROUTES, "validate", "batch", "raw insert", "same work")
 # Distinct pre-serialised requests per route; connections cycle through them.
 SINGLE_REQUESTS = 4000
 # A replayed Segment messageId stores nothing: enough distinct ones that no phase
@@ -261,6 +262,8 @@ def _bench_backend(
         print(f"  {backend}: raw insert ...", flush=True)
         raw = RawSpec(backend, database.raw_location, workload.batches(2, BATCH_REQUESTS), seconds)
         phases["raw insert"] = _measured(run, run_raw_insert, raw)
+        print(f"  {backend}: same work ...", flush=True)
+        phases["same work"] = _measured(run, run_raw_insert, replace(raw, same_work=True))
         rss_kib = server.rss_kib()
         profiles: dict[str, str] = {}
         if profile is not None:
@@ -299,6 +302,12 @@ def _print_report(report: BackendReport, seconds: float, connections: int) -> No
         print(
             f"{ratio.name:<31} {ratio.value:5.2f}x  target >= {ratio.target:.2g}x  {ratio.verdict}"
         )
+    batch, raw, same = (report.phases[name] for name in ("batch", "raw insert", "same work"))
+    print(
+        f"same work / raw insert {_ratio(same.events_per_second, raw.events_per_second):.2f}x "
+        "(the most batch could reach); "
+        f"batch / same work {_ratio(batch.events_per_second, same.events_per_second):.2f}x"
+    )
     print(f"server RSS after the run: {report.rss_kib / 1024:.0f} MiB (VmRSS)")
     for phase, text in report.profiles.items():
         print(f"-- py-spy profile of the server under {phase} load --")

@@ -1,8 +1,10 @@
-"""The storage reference: the rows /v1/batch would store, written straight into the
-events table through the same driver, 100 rows per statement and transaction."""
+"""The storage references: the rows /v1/batch would store, written straight into the
+events table through the same driver, 100 rows per statement and transaction; and the
+same-work reference (samework.py), those rows with their counters and catalogs."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,20 +14,10 @@ import aiosqlite
 import asyncpg
 import orjson
 
+import samework
 from loadgen import GRACE_SECONDS, PhaseResult, percentiles, run_in_loop
 
-COLUMNS = (
-    "account_id",
-    "contact_id",
-    "name",
-    "title",
-    "value",
-    "properties",
-    "source",
-    "message_id",
-    "occurred_at",
-    "received_at",
-)
+COLUMNS = samework.COLUMNS
 SQLITE_INSERT = (
     f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' for _ in COLUMNS)})"
 )
@@ -41,6 +33,8 @@ class RawSpec:
     """The database file (SQLite) or an asyncpg DSN (PostgreSQL)."""
     batches: list[list[dict[str, Any]]]
     seconds: float
+    same_work: bool = False
+    """Store what the server stores (samework.py), not the events alone."""
 
 
 def _rows(
@@ -67,10 +61,12 @@ def _rows(
     ]
 
 
-def _result(latencies: list[float], elapsed: float, cpu: float, batch_size: int) -> PhaseResult:
+def _result(
+    spec: RawSpec, latencies: list[float], elapsed: float, cpu: float, batch_size: int
+) -> PhaseResult:
     p50, p99 = percentiles(latencies)
     return PhaseResult(
-        phase="raw insert",
+        phase="same work" if spec.same_work else "raw insert",
         requests=len(latencies),
         events=len(latencies) * batch_size,
         errors=0,
@@ -79,6 +75,36 @@ def _result(latencies: list[float], elapsed: float, cpu: float, batch_size: int)
         p99_ms=p99,
         client_cpu_seconds=cpu,
     )
+
+
+def _sqlite_same_work(spec: RawSpec) -> PhaseResult:
+    # sqlite3 itself: the server's event writer runs its groups on it, in a thread
+    db = sqlite3.connect(spec.location, isolation_level=None)
+    try:
+        for pragma in ("synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=30000"):
+            db.execute(f"PRAGMA {pragma}")
+        found = db.execute("SELECT account_id, id, email FROM contacts").fetchall()
+        account_id = found[0][0]
+        contact_ids = {email: contact_id for _, contact_id, email in found}
+        moment = datetime.now(UTC).strftime(SQLITE_TIME)
+        transactions = [
+            samework.same_work(rows, len(rows))[0]
+            for rows in _rows(spec, account_id, contact_ids, moment)
+        ]
+        latencies: list[float] = []
+        cpu_before = time.process_time()
+        started = time.perf_counter()
+        deadline = started + spec.seconds
+        while time.perf_counter() < deadline:
+            begun = time.perf_counter()
+            work = transactions[len(latencies) % len(transactions)]
+            samework.write_sqlite(db, account_id, work, moment)
+            latencies.append(time.perf_counter() - begun)
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
+        return _result(spec, latencies, elapsed, cpu, len(spec.batches[0]))
+    finally:
+        db.close()
 
 
 async def _sqlite(spec: RawSpec) -> PhaseResult:
@@ -103,7 +129,7 @@ async def _sqlite(spec: RawSpec) -> PhaseResult:
             await db.execute("COMMIT")
             latencies.append(time.perf_counter() - begun)
         elapsed = time.perf_counter() - started
-        return _result(latencies, elapsed, time.process_time() - cpu_before, len(batches[0]))
+        return _result(spec, latencies, elapsed, time.process_time() - cpu_before, len(batches[0]))
 
 
 async def _postgresql(spec: RawSpec) -> PhaseResult:
@@ -113,6 +139,8 @@ async def _postgresql(spec: RawSpec) -> PhaseResult:
         account_id = found[0]["account_id"]
         contact_ids = {row["email"]: row["id"] for row in found}
         batches = _rows(spec, account_id, contact_ids, datetime.now(UTC))
+        transactions = [samework.same_work(rows, len(rows))[0] for rows in batches]
+        moment = batches[0][0][8]
         latencies: list[float] = []
         cpu_before = time.process_time()
         started = time.perf_counter()
@@ -120,11 +148,16 @@ async def _postgresql(spec: RawSpec) -> PhaseResult:
         while time.perf_counter() < deadline:
             rows = batches[len(latencies) % len(batches)]
             begun = time.perf_counter()
-            # Outside a transaction block each COPY commits on its own: one per 100 rows.
-            await connection.copy_records_to_table("events", records=rows, columns=COLUMNS)
+            if spec.same_work:
+                work = transactions[len(latencies) % len(transactions)]
+                number = len(latencies) + 1
+                await samework.write_postgresql(connection, account_id, work, moment, number=number)
+            else:
+                # Outside a transaction block each COPY commits on its own: one per 100 rows.
+                await connection.copy_records_to_table("events", records=rows, columns=COLUMNS)
             latencies.append(time.perf_counter() - begun)
         elapsed = time.perf_counter() - started
-        return _result(latencies, elapsed, time.process_time() - cpu_before, len(batches[0]))
+        return _result(spec, latencies, elapsed, time.process_time() - cpu_before, len(batches[0]))
     finally:
         await connection.close()
 
@@ -132,5 +165,7 @@ async def _postgresql(spec: RawSpec) -> PhaseResult:
 def run_raw_insert(spec: RawSpec) -> PhaseResult:
     """Inserts for `spec.seconds` on one connection; the process pool entry."""
     if spec.backend == "sqlite":
+        if spec.same_work:
+            return _sqlite_same_work(spec)
         return run_in_loop(lambda: _sqlite(spec))
     return run_in_loop(lambda: _postgresql(spec))
