@@ -232,7 +232,9 @@ async def raw_postgresql(
             transactions = samework.same_work(records, BATCH)
             begun = time.perf_counter()
             for number, work in enumerate(transactions, start=1):
-                await samework.write_postgresql(db, account_id, work, now, number=number)
+                await samework.write_postgresql(
+                    db, account_id, work, now, number=number, refresh_statistics=True
+                )
             return time.perf_counter() - begun
         begun = time.perf_counter()
         for start in range(0, len(records), BATCH):

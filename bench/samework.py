@@ -5,8 +5,8 @@ Per transaction: the look-up of its message ids, the events with their ids, thei
 message-id keys, one counter per (contact, name, title) and the name and property
 catalogs, as the event writer stores a group. Its rate against a raw insert of the
 events alone is the most that an ingest keeping those guarantees could reach with no
-cost of its own above the database. Used by ingest.py (batches of 100) and import.py
-(transactions of 2000).
+cost of its own above the database. Used by ingest.py (transactions of 1000, the
+server's group of ten 100-event batches) and import.py (transactions of 2000).
 """
 
 from __future__ import annotations
@@ -159,14 +159,20 @@ def write_sqlite(db: sqlite3.Connection, account_id: int, work: SameWork, now: s
 
 
 async def write_postgresql(
-    db: asyncpg.Connection, account_id: int, work: SameWork, now: Any, *, number: int
+    db: asyncpg.Connection,
+    account_id: int,
+    work: SameWork,
+    now: Any,
+    *,
+    number: int,
+    refresh_statistics: bool,
 ) -> None:
     """One transaction of `work`, the `number`th on `db` (from 1). The connection plans
     each statement with its values, as the event writer's do."""
     if number == 1:
         await db.execute("SET plan_cache_mode = force_custom_plan")
     doublings, rest = divmod(number, STATISTICS_AFTER)
-    if rest == 0 and doublings & (doublings - 1) == 0:
+    if refresh_statistics and rest == 0 and doublings & (doublings - 1) == 0:
         # as an import refreshes them while it grows the tables
         await db.execute("ANALYZE contacts, events, event_message_ids, event_summaries")
     async with db.transaction():
