@@ -32,6 +32,23 @@ async def track(
     return body
 
 
+async def subscribe(client: httpx.AsyncClient, tenant: Tenant, url: str, event: str) -> int:
+    """A webhook endpoint sent the events of one name as they are recorded; its id."""
+    response = await client.post(
+        "/v1/webhooks", headers=tenant.headers, json={"url": url, "event_names": [event]}
+    )
+    assert response.status_code == 201, response.text
+    endpoint_id: int = response.json()["id"]
+    return endpoint_id
+
+
+async def deliveries_of(client: httpx.AsyncClient, tenant: Tenant, endpoint_id: int) -> list:
+    response = await client.get(f"/v1/webhooks/{endpoint_id}/deliveries", headers=tenant.headers)
+    assert response.status_code == 200, response.text
+    found: list = response.json()["data"]
+    return found
+
+
 async def test_tags_lists_wait_and_track_steps_run_in_order(
     client: httpx.AsyncClient, tenant: Tenant, services: Services, clock: ManualClock
 ) -> None:
@@ -176,11 +193,7 @@ async def test_disabled_automation_cancels_its_waiting_runs(
 async def test_endpoint_receives_the_events_it_subscribes_to(
     client: httpx.AsyncClient, tenant: Tenant, services: Services, receiver: WebhookReceiver
 ) -> None:
-    hook = await client.post(
-        "/v1/webhooks",
-        headers=tenant.headers,
-        json={"url": receiver.url, "event_names": ["signup"]},
-    )
+    hook = await subscribe(client, tenant, receiver.url, "signup")
     silent = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": receiver.url})
     tracked = await track(client, tenant, "signup", "s@example.com", properties={"plan": "pro"})
     await track(client, tenant, "pageview", "s@example.com")
@@ -188,50 +201,30 @@ async def test_endpoint_receives_the_events_it_subscribes_to(
     [received] = receiver.received
     assert b'"type":"event.recorded"' in received.body
     assert f'"id":"{tracked["id"]}"'.encode() in received.body
-    deliveries = await client.get(
-        f"/v1/webhooks/{hook.json()['id']}/deliveries", headers=tenant.headers
-    )
-    [delivery] = deliveries.json()["data"]
+    [delivery] = await deliveries_of(client, tenant, hook)
     assert (delivery["status"], delivery["event_id"]) == ("delivered", tracked["id"])
     assert delivery["webhook_id"] == received.headers["webhook-id"]
     assert [a["status_code"] for a in delivery["attempts"]] == [200]
-    none = await client.get(
-        f"/v1/webhooks/{silent.json()['id']}/deliveries", headers=tenant.headers
-    )
-    assert none.json()["data"] == []
+    assert await deliveries_of(client, tenant, silent.json()["id"]) == []
 
 
 async def test_a_secret_sealed_with_another_server_key_fails_its_delivery_alone(
     client: httpx.AsyncClient, tenant: Tenant, services: Services, receiver: WebhookReceiver
 ) -> None:
-    sealed_elsewhere = await client.post(
-        "/v1/webhooks",
-        headers=tenant.headers,
-        json={"url": receiver.url, "event_names": ["signup"]},
-    )
-    hook = await client.post(
-        "/v1/webhooks",
-        headers=tenant.headers,
-        json={"url": receiver.url, "event_names": ["signup"]},
-    )
+    sealed_elsewhere = await subscribe(client, tenant, receiver.url, "signup")
+    hook = await subscribe(client, tenant, receiver.url, "signup")
     async with services.db.transaction() as conn:
         await conn.execute(
             webhook_endpoints.update()
-            .where(webhook_endpoints.c.id == sealed_elsewhere.json()["id"])
+            .where(webhook_endpoints.c.id == sealed_elsewhere)
             .values(secret=Keyring([new_key()]).seal("whsec_" + "A" * 32))
         )
     tracked = await track(client, tenant, "signup", "k@example.com")
     await drain(services)
     [received] = receiver.received
     assert f'"id":"{tracked["id"]}"'.encode() in received.body
-    delivered = await client.get(
-        f"/v1/webhooks/{hook.json()['id']}/deliveries", headers=tenant.headers
-    )
-    assert [d["status"] for d in delivered.json()["data"]] == ["delivered"]
-    refused = await client.get(
-        f"/v1/webhooks/{sealed_elsewhere.json()['id']}/deliveries", headers=tenant.headers
-    )
-    [delivery] = refused.json()["data"]
+    assert [d["status"] for d in await deliveries_of(client, tenant, hook)] == ["delivered"]
+    [delivery] = await deliveries_of(client, tenant, sealed_elsewhere)
     assert delivery["status"] == "pending"  # retried once the right key is set
     [attempt] = delivery["attempts"]
     assert attempt["status_code"] is None
