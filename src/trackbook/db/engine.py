@@ -121,37 +121,34 @@ class Database:
         def _on_begin(connection: sa.Connection) -> None:
             connection.exec_driver_sql(begin)
 
+    def _sqlite_sync_engine(self, *, connections: int, immediate: bool) -> sa.Engine:
+        """The same file through the standard sqlite3 module, for work run whole in
+        threads of ours (a connection may move between them, never be shared)."""
+        engine = sa.create_engine(
+            self.url.set(drivername="sqlite"),
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=connections,
+            max_overflow=0,
+            pool_timeout=30,
+        )
+        self._configure_sqlite(engine, immediate=immediate)
+        return engine
+
     def _sqlite_sync_writer(self) -> tuple[sa.Engine, ThreadPoolExecutor]:
         if self._sync_writer is None or self._sync_thread is None:
-            # The same file through the standard sqlite3 module, used only from one
-            # thread; created on first use so that read-only processes never open it.
-            engine = sa.create_engine(
-                self.url.set(drivername="sqlite"),
-                json_serializer=_json_dumps,
-                json_deserializer=orjson.loads,
-                connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=1,
-                max_overflow=0,
-                pool_timeout=30,
-            )
-            self._configure_sqlite(engine, immediate=True)
-            self._sync_writer = engine
+            # used only from one thread; created on first use so that read-only
+            # processes never open it
+            self._sync_writer = self._sqlite_sync_engine(connections=1, immediate=True)
             self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="trackbook-sqlite-writer")
         return self._sync_writer, self._sync_thread
 
     def _sqlite_sync_readers(self) -> tuple[sa.Engine, ThreadPoolExecutor]:
         if self._sync_reader is None or self._reader_threads is None:
-            engine = sa.create_engine(
-                self.url.set(drivername="sqlite"),
-                json_serializer=_json_dumps,
-                json_deserializer=orjson.loads,
-                connect_args={"timeout": 30, "check_same_thread": False},
-                pool_size=SQLITE_READER_THREADS,
-                max_overflow=0,
-                pool_timeout=30,
+            self._sync_reader = self._sqlite_sync_engine(
+                connections=SQLITE_READER_THREADS, immediate=False
             )
-            self._configure_sqlite(engine, immediate=False)
-            self._sync_reader = engine
             self._reader_threads = ThreadPoolExecutor(
                 SQLITE_READER_THREADS, thread_name_prefix="trackbook-sqlite-reader"
             )
