@@ -18,6 +18,7 @@ from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNamin
 from trackbook.db.engine import Database, SerialWriter
 from trackbook.db.tables import contacts, event_summaries, events
 from trackbook.events.model import TrackCommand, TrackResult
+from trackbook.events.store import write_group
 from trackbook.services import Services
 from trackbook.settings import Settings
 
@@ -275,3 +276,60 @@ async def test_a_group_holds_up_to_4000_events_on_sqlite_and_1000_on_postgresql(
     assert all(isinstance(outcome, TrackResult) for outcome in outcomes)
     groups = services.writer.groups_written - groups_before
     assert groups == (1 if database_url.startswith("sqlite") else 3)
+
+
+async def test_a_message_id_another_node_is_storing_answers_with_that_nodes_event(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, database_url: str
+) -> None:
+    """Another node's transaction holds the same message id, not yet committed: this
+    node's group cannot see it, so its write waits on the key, then fails when the
+    other commits, and the event written again alone is the other node's duplicate."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: the other's lock comes before the look-up")
+    known = await client.post(
+        "/v1/contacts", headers=tenant.headers, json={"email": "race@example.com"}
+    )
+    assert known.status_code == 201  # so that only the message id can clash
+    account = await services.db.query(get_account, tenant.id)
+    command = TrackCommand(
+        name="order",
+        contact=ContactRef(email="race@example.com"),
+        source="native",
+        unknown_contact=UnknownContact.CREATE_ALWAYS,
+        message_id="order-77",
+    )
+    pending = services.events.prepare(account, command)
+    async with services.db.transaction() as other_node:
+        [stored], _ = await other_node.run_sync(write_group, [pending], now=pending.received_at)
+        assert isinstance(stored, TrackResult)
+        tracked = asyncio.create_task(
+            client.post(
+                "/v1/track",
+                headers=tenant.headers,
+                json={
+                    "event": "order",
+                    "contact": {"email": "race@example.com"},
+                    "message_id": "order-77",
+                },
+            )
+        )
+        async with services.db.read() as conn:
+            for _ in range(500):
+                waiting = await conn.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+                if waiting or tracked.done():
+                    break
+                await asyncio.sleep(0.01)
+        assert waiting == 1, "the node's write did not wait on the other's message id"
+    response = await tracked
+    assert response.status_code == 200, response.text
+    assert (response.json()["id"], response.json()["duplicate"]) == (stored.event_id, True)
+    async with services.db.read() as conn:
+        count = await conn.scalar(
+            sa.select(sa.func.count()).where(events.c.account_id == tenant.id)
+        )
+    assert count == 1
