@@ -1,9 +1,9 @@
 """Writing a group of events in one transaction: the SQL behind track().
 
 The group runs as synchronous SQLAlchemy work (`Database.run_transaction`). Each table
-is written with one statement per group, whatever its size: the rows go in by COPY or
-as arrays (PostgreSQL `unnest`), a JSON array (SQLite `json_each`) or one executemany,
-so that an event costs the database's work and little Python.
+is written with one statement per group, whatever its size: the rows go in as arrays
+(PostgreSQL `unnest`), a JSON array (SQLite `json_each`) or one executemany, so that
+an event costs the database's work and little Python.
 """
 
 from __future__ import annotations
@@ -13,16 +13,13 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.util import await_only
 
 from trackbook.automations.triggers import start_side_effects
 from trackbook.contacts.errors import ContactNotFound, NotAsNamed
 from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.contacts.service import Visitor, find_or_create_contacts, visitors_as_named
-from trackbook.db.engine import StorageUnavailable
 from trackbook.db.tables import events, list_event_properties
 from trackbook.db.upsert import upsert
 from trackbook.events.model import PendingEvent, TrackResult
@@ -58,43 +55,68 @@ ON CONFLICT (account_id, name) DO UPDATE SET
         WHEN excluded.last_seen > event_names.last_seen THEN excluded.last_seen
         ELSE event_names.last_seen END"""
 
-# PostgreSQL: the events and their message-id keys go in by COPY (binary, in the
-# group's transaction) with ids drawn first, which costs the server about half of an
-# INSERT from arrays; then one statement counts them, whatever the group's size: the
-# counters aggregated by key in key order, an event with repeatable=false in a counter
-# of its own (series = its id), the names and the property names. Every process runs
-# these same statements, so concurrent groups lock counters and names in the same
-# order. A message id stored meanwhile by another process fails the COPY on its unique
-# key.
-_PG_NEW_IDS = "SELECT nextval('events_id_seq') FROM generate_series(1, $1)"
-_PG_EVENT_COLUMNS = (
-    "id", "account_id", "contact_id", "name", "title", "value", "properties", "source",
-    "message_id", "list_id", "occurred_at", "received_at",
-)  # fmt: skip
-_PG_COUNT = f"""
-WITH counted AS (
-    INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
-    SELECT {_SUMMARY_KEY}, counter, last_value, provider, $9::timestamptz, $9::timestamptz
+# PostgreSQL: the whole group in one statement, one array per column, so that its text
+# (and its prepared statement) is the same for a group of 1 or of 1000. The event ids
+# are drawn in `new` and come back by position with each event's counter id, which ties
+# ids to rows without relying on the order of RETURNING. Counters of repeatable events
+# come aggregated by key, in key order ($14-$20); an event with repeatable=false gets a
+# counter of its own (series = its id). Every process runs this same statement, so
+# concurrent groups lock counters and names in the same order. A message id stored
+# meanwhile by another process fails the statement on its unique key.
+_PG_WRITE = f"""
+WITH new AS (
+    SELECT nextval('events_id_seq') AS id, e.*
     FROM unnest(
-        $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
-        $7::text[], $8::text[]
-    ) WITH ORDINALITY AS s({_SUMMARY_KEY}, counter, last_value, provider, position)
-    ORDER BY position{_COUNT_SUMMARIES}
+        $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[],
+        $12::boolean[], $13::text[]
+    ) WITH ORDINALITY AS e({_EVENT_COLUMNS}, repeatable, provider, position)
+), stored AS (
+    INSERT INTO events (id, {_EVENT_COLUMNS})
+    SELECT id, account_id, contact_id, name, title, value, properties::jsonb, source,
+        message_id, list_id, occurred_at, received_at
+    FROM new
+), message_keys AS (
+    INSERT INTO event_message_ids (account_id, message_id, event_id)
+    SELECT account_id, message_id, id FROM new WHERE message_id IS NOT NULL
+    ORDER BY account_id, message_id
+), counted AS (
+    INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
+    SELECT {_SUMMARY_KEY}, counter, last_value, provider, $21::timestamptz, $21::timestamptz
+    FROM (
+        SELECT account_id, contact_id, name, title, 0::bigint AS series, counter,
+            last_value, provider, 0 AS single, position
+        FROM unnest(
+            $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[],
+            $19::text[], $20::text[]
+        ) WITH ORDINALITY AS s(account_id, contact_id, name, title, counter, last_value,
+            provider, position)
+        UNION ALL
+        SELECT account_id, contact_id, name, coalesce(title, ''), id, 1, value, provider,
+            1, position
+        FROM new WHERE NOT repeatable
+    ) AS counters
+    ORDER BY single, position{_COUNT_SUMMARIES}
 ), named AS (
     INSERT INTO event_names (account_id, name, count, first_seen, last_seen)
     SELECT account_id, name, count, first_seen, last_seen
-    FROM unnest($10::bigint[], $11::text[], $12::bigint[], $13::timestamptz[], $14::timestamptz[])
+    FROM unnest($22::bigint[], $23::text[], $24::bigint[], $25::timestamptz[], $26::timestamptz[])
         WITH ORDINALITY AS n(account_id, name, count, first_seen, last_seen, position)
     ORDER BY position{_COUNT_NAMES}
 ), described AS (
     INSERT INTO event_properties (account_id, event_name, name, first_seen)
     SELECT account_id, event_name, name, first_seen
-    FROM unnest($15::bigint[], $16::text[], $17::text[], $18::timestamptz[])
+    FROM unnest($27::bigint[], $28::text[], $29::text[], $30::timestamptz[])
         WITH ORDINALITY AS p(account_id, event_name, name, first_seen, position)
     ORDER BY position
     ON CONFLICT DO NOTHING
 )
-SELECT * FROM counted"""
+SELECT new.id, counted.id
+FROM new JOIN counted ON counted.account_id = new.account_id
+    AND counted.contact_id = new.contact_id AND counted.name = new.name
+    AND counted.title = coalesce(new.title, '')
+    AND counted.series = CASE WHEN new.repeatable THEN 0 ELSE new.id END
+ORDER BY new.position"""
 _PG_KNOWN_KEYS = (
     "SELECT event_id, message_id FROM event_message_ids "
     "WHERE account_id = $1 AND message_id = ANY($2::text[])"
@@ -338,55 +360,26 @@ def _write_postgresql(
     """Inserts the events with their message-id keys and counts them; the (event id,
     counter id) of each, in order."""
     rows = [row for _, row in stored]
-    ids = [event_id for (event_id,) in conn.exec_driver_sql(_PG_NEW_IDS, (len(rows),))]
-    for event_id, row in zip(ids, rows, strict=True):
-        row["id"] = event_id
-    _copy(
-        conn,
-        "events",
-        [(row["id"], *_event_values(row), row["occurred_at"], row["received_at"]) for row in rows],
-        _PG_EVENT_COLUMNS,
-    )
-    keys = [
-        (row["account_id"], row["message_id"], row["id"])
-        for row in rows
-        if row["message_id"] is not None
-    ]
-    if keys:
-        _copy(conn, "event_message_ids", keys, ("account_id", "message_id", "event_id"))
-    counters, counted_in = _summaries(stored)
+    events_ = _columns((_event_values(row) for row in rows), 9)
+    events_.append([row["occurred_at"] for row in rows])
+    events_.append([row["received_at"] for row in rows])
+    events_.append([pending.command.repeatable for pending, _ in stored])
+    events_.append([pending.command.provider or row["source"] for pending, row in stored])
+    counters, _ = _summaries([item for item in stored if item[0].command.repeatable])
     names, properties, list_properties = _catalog(rows)
-    counted = conn.exec_driver_sql(
-        _PG_COUNT,
-        (*_columns(counters, 8), now, *_columns(names, 5), *_columns(properties, 4)),
+    written = conn.exec_driver_sql(
+        _PG_WRITE,
+        (
+            *events_,
+            *_columns((counter[:4] + counter[5:] for counter in counters), 7),
+            now,
+            *_columns(names, 5),
+            *_columns(properties, 4),
+        ),
     )
-    summary_ids = {
-        (account_id, contact_id, name, title, series): summary_id
-        for summary_id, account_id, contact_id, name, title, series in counted
-    }
+    ids = [(event_id, summary_id) for event_id, summary_id in written]
     _add_list_properties(conn, list_properties)
-    return [(row["id"], summary_ids[key]) for row, key in zip(rows, counted_in, strict=True)]
-
-
-def _copy(
-    conn: sa.Connection, table: str, records: list[tuple[Any, ...]], columns: Sequence[str]
-) -> None:
-    """COPY on the connection's asyncpg driver, in its transaction. Its errors come from
-    the driver unwrapped, so they are raised as those SQLAlchemy raises for a statement:
-    the event writer retries a clash event by event and answers 503 for a lost server."""
-    driver = conn.connection.driver_connection
-    if driver is None:
-        raise StorageUnavailable("the connection to the database is closed")
-    try:
-        await_only(driver.copy_records_to_table(table, records=records, columns=columns))
-    except asyncpg.IntegrityConstraintViolationError as error:
-        raise sa.exc.IntegrityError(f"COPY {table}", None, error) from error
-    except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as error:
-        raise sa.exc.OperationalError(
-            f"COPY {table}", None, error, connection_invalidated=True
-        ) from error
-    except asyncpg.PostgresError as error:
-        raise sa.exc.DBAPIError(f"COPY {table}", None, error) from error
+    return ids
 
 
 def _write_sqlite(
