@@ -145,7 +145,7 @@ async def _postgresql(spec: RawSpec) -> PhaseResult:
         account_id = found[0]["account_id"]
         contact_ids = {row["email"]: row["id"] for row in found}
         batches = _rows(spec, account_id, contact_ids, datetime.now(UTC))
-        transactions = _transactions(batches)
+        transactions = _transactions(batches) if spec.same_work else []
         moment = batches[0][0][8]
         latencies: list[float] = []
         cpu_before = time.process_time()
