@@ -2,7 +2,8 @@
 bulk insert and the same-work reference (samework.py), against a real `trackbook serve`
 on SQLite and PostgreSQL.
 
-    python bench/ingest.py [--seconds N] [--backends sqlite,postgresql] [--profile DIR]
+    python bench/ingest.py [--seconds N] [--backends sqlite,postgresql] [--phases batch,...]
+        [--profile DIR]
 """
 
 from __future__ import annotations
@@ -74,29 +75,26 @@ class BackendReport:
 
     @property
     def ratios(self) -> list[Ratio]:
-        track, validate = self.phases["track"], self.phases["validate"]
-        batch, raw = self.phases["batch"], self.phases["raw insert"]
-        dialects = [
-            Ratio(
-                f"{dialect} / track (req/s)",
-                _ratio(self.phases[dialect].requests_per_second, track.requests_per_second),
-                DIALECT_VS_TRACK_TARGET,
-            )
-            for dialect in workload.DIALECT_ROUTES
-            if dialect in self.phases
+        """The targets whose two phases both ran."""
+        pairs = [
+            ("track", "validate", TRACK_VS_VALIDATE_TARGET[self.backend], "req/s"),
+            ("batch", "raw insert", BATCH_VS_RAW_TARGET, "events/s"),
+            *(
+                (dialect, "track", DIALECT_VS_TRACK_TARGET, "req/s")
+                for dialect in workload.DIALECT_ROUTES
+            ),
         ]
         return [
             Ratio(
-                "track / validate (req/s)",
-                _ratio(track.requests_per_second, validate.requests_per_second),
-                TRACK_VS_VALIDATE_TARGET[self.backend],
-            ),
-            Ratio(
-                "batch / raw insert (events/s)",
-                _ratio(batch.events_per_second, raw.events_per_second),
-                BATCH_VS_RAW_TARGET,
-            ),
-            *dialects,
+                f"{measured} / {reference} ({unit})",
+                _ratio(
+                    self.phases[measured].events_per_second,
+                    self.phases[reference].events_per_second,
+                ),
+                target,
+            )
+            for measured, reference, target, unit in pairs
+            if measured in self.phases and reference in self.phases
         ]
 
 
@@ -233,7 +231,12 @@ def _profiled(run: Run, spec: LoadSpec, output: Path) -> str:
 
 
 def _bench_backend(
-    backend: str, seconds: float, connections: int, pool: ProcessPoolExecutor, profile: Path | None
+    backend: str,
+    seconds: float,
+    connections: int,
+    pool: ProcessPoolExecutor,
+    profile: Path | None,
+    chosen: tuple[str, ...] = PHASES,
 ) -> BackendReport:
     cleanup = contextlib.ExitStack()
     try:
@@ -256,18 +259,18 @@ def _bench_backend(
         warm_up = replace(specs["track"], seconds=min(seconds, WARM_UP_SECONDS))
         run.pool.submit(run_phase, warm_up).result(timeout=seconds + 2 * GRACE_SECONDS)
         phases: dict[str, PhaseResult] = {}
-        for phase in specs:
+        for phase in (phase for phase in specs if phase in chosen):
             print(f"  {backend}: {phase} ...", flush=True)
             phases[phase] = _measured(run, run_phase, specs[phase])
-        print(f"  {backend}: raw insert ...", flush=True)
         raw = RawSpec(backend, database.raw_location, workload.batches(2, BATCH_REQUESTS), seconds)
-        phases["raw insert"] = _measured(run, run_raw_insert, raw)
-        print(f"  {backend}: same work ...", flush=True)
-        phases["same work"] = _measured(run, run_raw_insert, replace(raw, same_work=True))
+        for phase, spec in (("raw insert", raw), ("same work", replace(raw, same_work=True))):
+            if phase in chosen:
+                print(f"  {backend}: {phase} ...", flush=True)
+                phases[phase] = _measured(run, run_raw_insert, spec)
         rss_kib = server.rss_kib()
         profiles: dict[str, str] = {}
         if profile is not None:
-            for phase in PROFILED:
+            for phase in (phase for phase in PROFILED if phase in chosen):
                 print(f"  {backend}: profiling {phase} ...", flush=True)
                 output = profile / f"{backend}-{phase}.txt"
                 profiles[phase] = _profiled(run, specs[phase], output)
@@ -289,7 +292,7 @@ def _print_report(report: BackendReport, seconds: float, connections: int) -> No
         f"{'errors':>7} {'server CPU':>10} {'client CPU':>10} {'per group':>9}"
     )
     print(header)
-    for name in PHASES:
+    for name in (name for name in PHASES if name in report.phases):
         result = report.phases[name]
         server_cpu = (result.server_cpu_seconds or 0.0) / result.seconds
         print(
@@ -302,12 +305,13 @@ def _print_report(report: BackendReport, seconds: float, connections: int) -> No
         print(
             f"{ratio.name:<31} {ratio.value:5.2f}x  target >= {ratio.target:.2g}x  {ratio.verdict}"
         )
-    batch, raw, same = (report.phases[name] for name in ("batch", "raw insert", "same work"))
-    print(
-        f"same work / raw insert {_ratio(same.events_per_second, raw.events_per_second):.2f}x "
-        "(the most batch could reach); "
-        f"batch / same work {_ratio(batch.events_per_second, same.events_per_second):.2f}x"
-    )
+    if {"batch", "raw insert", "same work"} <= report.phases.keys():
+        batch, raw, same = (report.phases[name] for name in ("batch", "raw insert", "same work"))
+        print(
+            f"same work / raw insert {_ratio(same.events_per_second, raw.events_per_second):.2f}x"
+            " (the most batch could reach); "
+            f"batch / same work {_ratio(batch.events_per_second, same.events_per_second):.2f}x"
+        )
     print(f"server RSS after the run: {report.rss_kib / 1024:.0f} MiB (VmRSS)")
     for phase, text in report.profiles.items():
         print(f"-- py-spy profile of the server under {phase} load --")
@@ -327,7 +331,16 @@ def _arguments() -> argparse.Namespace:
         metavar="DIR",
         help=f"afterwards, replay {', '.join(PROFILED)} under py-spy; profiles go here",
     )
+    parser.add_argument(
+        "--phases",
+        default=",".join(PHASES),
+        help="comma-separated subset of the phases to run (default: all); a ratio is "
+        "printed when both of its phases ran",
+    )
     arguments = parser.parse_args()
+    arguments.phases = tuple(name.strip() for name in arguments.phases.split(",") if name.strip())
+    if not arguments.phases or set(arguments.phases) - set(PHASES):
+        parser.error(f"--phases takes {', '.join(PHASES)}; got {arguments.phases}")
     arguments.backends = [name.strip() for name in arguments.backends.split(",") if name.strip()]
     unknown = set(arguments.backends) - set(BACKENDS)
     if unknown or not arguments.backends:
@@ -351,7 +364,12 @@ def main() -> int:
             print(f"{backend}: starting", flush=True)
             try:
                 report = _bench_backend(
-                    backend, arguments.seconds, arguments.connections, pool, arguments.profile
+                    backend,
+                    arguments.seconds,
+                    arguments.connections,
+                    pool,
+                    arguments.profile,
+                    arguments.phases,
                 )
             except Exception as error:
                 # One backend failing must not hide the other's figures; cleanup has

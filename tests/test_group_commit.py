@@ -262,20 +262,52 @@ async def test_a_group_holds_up_to_4000_events_on_sqlite_and_1000_on_postgresql(
     more events; on PostgreSQL the one statement of a group would keep the next one
     waiting longer."""
     account = await services.db.query(get_account, tenant.id)
-    commands = [
-        TrackCommand(
-            name="open",
-            contact=ContactRef(email=f"g{n % 100}@example.com"),
-            source="native",
-            unknown_contact=UnknownContact.CREATE_ALWAYS,
-        )
-        for n in range(2500)
-    ]
+    commands = _opens(2500, contacts=100)
+    # the contacts first, so that no group clashes with another creating them
+    await services.events.track_many(account, commands[:100])
     groups_before = services.writer.groups_written
     outcomes = await services.events.track_many(account, commands)
     assert all(isinstance(outcome, TrackResult) for outcome in outcomes)
     groups = services.writer.groups_written - groups_before
     assert groups == (1 if database_url.startswith("sqlite") else 3)
+
+
+async def test_groups_creating_the_same_new_contacts_at_once_are_written_again_whole(
+    tenant: Tenant, services: Services, database_url: str
+) -> None:
+    """On PostgreSQL two groups are written at once; both create the same 100 new
+    contacts, and the one that clashes is written again as a group once the other has
+    committed, not one event at a time."""
+    account = await services.db.query(get_account, tenant.id)
+    groups_before = services.writer.groups_written
+    outcomes = await services.events.track_many(account, _opens(2500, contacts=100))
+    assert all(isinstance(outcome, TrackResult) for outcome in outcomes)
+    assert (
+        len({outcome.contact_id for outcome in outcomes if isinstance(outcome, TrackResult)}) == 100
+    )
+    # SQLite: one group; PostgreSQL: three groups and the one written again
+    assert services.writer.groups_written - groups_before <= 5
+    async with services.db.read() as conn:
+        counters = (
+            await conn.execute(
+                sa.select(event_summaries.c.counter).where(
+                    event_summaries.c.account_id == tenant.id
+                )
+            )
+        ).all()
+    assert sorted(row.counter for row in counters) == [25] * 100
+
+
+def _opens(count: int, *, contacts: int) -> list[TrackCommand]:
+    return [
+        TrackCommand(
+            name="open",
+            contact=ContactRef(email=f"g{n % contacts}@example.com"),
+            source="native",
+            unknown_contact=UnknownContact.CREATE_ALWAYS,
+        )
+        for n in range(count)
+    ]
 
 
 async def test_a_message_id_another_node_is_storing_answers_with_that_nodes_event(
@@ -333,3 +365,51 @@ async def test_a_message_id_another_node_is_storing_answers_with_that_nodes_even
             sa.select(sa.func.count()).where(events.c.account_id == tenant.id)
         )
     assert count == 1
+
+
+async def test_on_postgresql_a_group_waiting_on_a_lock_does_not_hold_up_the_next(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, database_url: str
+) -> None:
+    """Two groups are written at once on PostgreSQL: while one waits for a counter that
+    another transaction holds, an event for another contact is committed and answered."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time")
+    held = {"event": "open", "contact": {"email": "held@example.com"}}
+    assert (await client.post("/v1/track", headers=tenant.headers, json=held)).status_code == 201
+    async with services.db.transaction() as other:
+        await other.execute(
+            sa.select(event_summaries.c.id)
+            .where(event_summaries.c.account_id == tenant.id)
+            .with_for_update()
+        )
+        waiting = asyncio.create_task(client.post("/v1/track", headers=tenant.headers, json=held))
+        async with services.db.read() as conn:
+            for _ in range(500):
+                blocked = await conn.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+                if blocked or waiting.done():
+                    break
+                await asyncio.sleep(0.01)
+        assert blocked == 1, "the first group did not wait on the held counter"
+        free = {"event": "open", "contact": {"email": "free@example.com"}}
+        # a deadline for liveness, not a timing: one writer would wait here until the
+        # transaction above ends, which it does only after this answer
+        answered = await asyncio.wait_for(
+            client.post("/v1/track", headers=tenant.headers, json=free), timeout=30
+        )
+        assert answered.status_code == 201, answered.text
+        assert not waiting.done()
+    assert (await waiting).status_code == 201
+    async with services.db.read() as conn:
+        counters = (
+            await conn.execute(
+                sa.select(event_summaries.c.counter)
+                .where(event_summaries.c.account_id == tenant.id)
+                .order_by(event_summaries.c.id)
+            )
+        ).all()
+    assert [row.counter for row in counters] == [2, 1]
