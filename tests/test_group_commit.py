@@ -272,6 +272,23 @@ async def test_a_group_holds_up_to_4000_events_on_sqlite_and_1000_on_postgresql(
     assert groups == (1 if database_url.startswith("sqlite") else 3)
 
 
+async def test_events_of_calls_made_at_once_fill_a_group_without_going_over_its_size(
+    tenant: Tenant, services: Services, database_url: str
+) -> None:
+    """Three calls of 600 events at once: on SQLite one group of 1800; on PostgreSQL,
+    where a group holds 1000, a call that would overfill a group waits for the next."""
+    account = await services.db.query(get_account, tenant.id)
+    commands = _opens(1800, contacts=100)
+    await services.events.track_many(account, commands[:100])
+    groups_before = services.writer.groups_written
+    calls = await asyncio.gather(
+        *(services.events.track_many(account, commands[n : n + 600]) for n in (0, 600, 1200))
+    )
+    assert all(isinstance(outcome, TrackResult) for outcomes in calls for outcome in outcomes)
+    groups = services.writer.groups_written - groups_before
+    assert groups == (1 if database_url.startswith("sqlite") else 3)
+
+
 async def test_groups_creating_the_same_new_contacts_at_once_are_written_again_whole(
     tenant: Tenant, services: Services, database_url: str
 ) -> None:

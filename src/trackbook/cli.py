@@ -293,13 +293,15 @@ def import_events(
     settings = _settings()
     # a batch is one transaction: larger ones share their commit and the index pages
     # they touch (a 200k-event SQLite import: 100 s with 500 per transaction, 72 s with
-    # 2000), so the writer's groups are let grow to the batch
+    # 2000), so the writer's groups are let grow to the batch; one writer, so that the
+    # batches commit in file order (a counter's last value is the file's last)
     settings = settings.model_copy(
         update={
             "worker_in_process": False,
             "group_commit_max_events": max(
                 batch, settings.group_size(sqlite=settings.database_url.startswith("sqlite"))
             ),
+            "event_writers": 1,
         }
     )
     migrations.upgrade(settings.database_url)

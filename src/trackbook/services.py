@@ -45,7 +45,7 @@ class Services:
             max_events=settings.group_size(sqlite=db.is_sqlite),
             max_wait_ms=settings.group_commit_max_wait_ms,
             automation_cutoff=timedelta(hours=settings.automation_cutoff_hours),
-            concurrency=1 if db.is_sqlite else 2,
+            writers=settings.writers(sqlite=db.is_sqlite),
         )
         auth = Authenticator(db, clock, ttl_seconds=settings.auth_cache_seconds)
         events = EventService(writer, clock)

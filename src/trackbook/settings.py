@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     commit and index pages are shared by more events) and 1000 on PostgreSQL (its one
     statement per group grows longer while the next group waits)."""
 
+    event_writers: int | None = Field(default=None, ge=1, le=8)
+    """Groups written at once, each on its own connection; by default 1 on SQLite (one
+    writer at a time) and 2 on PostgreSQL, where one group is prepared in Python while
+    the database writes the other."""
+
     group_commit_max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     """Extra time a group waits for more events once the queue is drained (0: none)."""
 
@@ -153,6 +158,11 @@ class Settings(BaseSettings):
         if self.group_commit_max_events is not None:
             return self.group_commit_max_events
         return 4000 if sqlite else 1000
+
+    def writers(self, *, sqlite: bool) -> int:
+        if self.event_writers is not None:
+            return self.event_writers
+        return 1 if sqlite else 2
 
     @property
     def base_url(self) -> str:

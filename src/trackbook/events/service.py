@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -47,28 +46,30 @@ class EventService:
         """Each command stored or refused on its own; all are queued at once so they
         share as few transactions as possible. An error given in place of a command
         (one the dialect could not even parse) is passed through in its place."""
-        queued: list[asyncio.Future[TrackResult] | Exception] = []
+        outcomes: list[TrackResult | Exception | None] = [None] * len(commands)
+        pending: list[PendingEvent] = []
+        positions: list[int] = []
         # the events of one call arrived together
         received_at = self._clock.now()
-        for command in commands:
+        for position, command in enumerate(commands):
             if isinstance(command, DomainError):
-                queued.append(command)
+                outcomes[position] = command
                 continue
             try:
-                queued.append(self._writer.submit(self.prepare(account, command, received_at)))
-            except (DomainError, StorageUnavailable) as error:
-                queued.append(error)
-        outcomes: list[TrackResult | Exception] = []
-        for item in queued:
-            if isinstance(item, Exception):
-                outcomes.append(item)
+                pending.append(self.prepare(account, command, received_at))
+            except DomainError as error:
+                outcomes[position] = error
                 continue
+            positions.append(position)
+        if pending:
             try:
-                result = await item
-            except (DomainError, StorageUnavailable) as error:
-                outcomes.append(error)
-                continue
-            outcomes.append(result)
+                answers = [
+                    answer for queued in self._writer.submit(pending) for answer in await queued
+                ]
+            except StorageUnavailable as error:
+                answers = [error] * len(pending)
+            for position, answer in zip(positions, answers, strict=True):
+                outcomes[position] = answer
         counted = Counter(
             (command.source, "duplicate" if outcome.duplicate else "accepted")
             for command, outcome in zip(commands, outcomes, strict=True)
@@ -76,4 +77,4 @@ class EventService:
         )
         for labels, count in counted.items():
             EVENTS.labels(*labels).inc(count)
-        return outcomes
+        return [outcome for outcome in outcomes if outcome is not None]
