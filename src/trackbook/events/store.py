@@ -55,26 +55,30 @@ ON CONFLICT (account_id, name) DO UPDATE SET
         WHEN excluded.last_seen > event_names.last_seen THEN excluded.last_seen
         ELSE event_names.last_seen END"""
 
-# PostgreSQL: the whole group in one statement, one array per column, so that its text
-# (and its prepared statement) is the same for a group of 1 or of 1000. The event ids
-# are drawn in `new` and come back by position with each event's counter id, which ties
-# ids to rows without relying on the order of RETURNING. Counters of repeatable events
-# come aggregated by key, in key order ($14-$20); an event with repeatable=false gets a
-# counter of its own (series = its id). Every process runs this same statement, so
-# concurrent groups lock counters and names in the same order. A message id stored
-# meanwhile by another process fails the statement on its unique key.
+# PostgreSQL: the whole group in one statement, its events and counters as two JSON
+# arrays, so that its text (and its prepared statement) is the same for a group of 1 or
+# of 1000, and the driver encodes one text each instead of twenty arrays element by
+# element (batch on PostgreSQL: 25.7-26.3k -> 27.0-28.4k events/s). The event ids are
+# drawn in `new` and come back by position with each event's counter id, which ties ids
+# to rows without relying on the order of RETURNING. Counters of repeatable events come
+# aggregated by key, in key order ($2); an event with repeatable=false gets a counter of
+# its own (series = its id). Every process runs this same statement, so concurrent
+# groups lock counters and names in the same order. A message id stored meanwhile by
+# another process fails the statement on its unique key.
 _PG_WRITE = f"""
 WITH new AS (
     SELECT nextval('events_id_seq') AS id, e.*
-    FROM unnest(
-        $1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-        $7::text[], $8::text[], $9::bigint[], $10::timestamptz[], $11::timestamptz[],
-        $12::boolean[], $13::text[]
-    ) WITH ORDINALITY AS e({_EVENT_COLUMNS}, repeatable, provider, position)
+    FROM ROWS FROM (json_to_recordset($1::json) AS (
+        account_id bigint, contact_id bigint, name text, title text, value text,
+        properties jsonb, source text, message_id text, list_id bigint,
+        occurred_at timestamptz, received_at timestamptz, repeatable boolean, provider text
+    )) WITH ORDINALITY AS e({_EVENT_COLUMNS}, repeatable, provider, position)
 ), stored AS (
     INSERT INTO events (id, {_EVENT_COLUMNS})
-    SELECT id, account_id, contact_id, name, title, value, properties::jsonb, source,
-        message_id, list_id, occurred_at, received_at
+    -- a JSON null stays a JSON null (as SQLAlchemy's JSON type stores None)
+    SELECT id, account_id, contact_id, name, title, value,
+        coalesce(properties, 'null'::jsonb), source, message_id, list_id, occurred_at,
+        received_at
     FROM new
 ), message_keys AS (
     INSERT INTO event_message_ids (account_id, message_id, event_id)
@@ -82,14 +86,14 @@ WITH new AS (
     ORDER BY account_id, message_id
 ), counted AS (
     INSERT INTO event_summaries ({_SUMMARY_COLUMNS})
-    SELECT {_SUMMARY_KEY}, counter, last_value, provider, $21::timestamptz, $21::timestamptz
+    SELECT {_SUMMARY_KEY}, counter, last_value, provider, $3::timestamptz, $3::timestamptz
     FROM (
         SELECT account_id, contact_id, name, title, 0::bigint AS series, counter,
             last_value, provider, 0 AS single, position
-        FROM unnest(
-            $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[],
-            $19::text[], $20::text[]
-        ) WITH ORDINALITY AS s(account_id, contact_id, name, title, counter, last_value,
+        FROM ROWS FROM (json_to_recordset($2::json) AS (
+            account_id bigint, contact_id bigint, name text, title text, counter bigint,
+            last_value text, provider text
+        )) WITH ORDINALITY AS s(account_id, contact_id, name, title, counter, last_value,
             provider, position)
         UNION ALL
         SELECT account_id, contact_id, name, coalesce(title, ''), id, 1, value, provider,
@@ -100,13 +104,13 @@ WITH new AS (
 ), named AS (
     INSERT INTO event_names (account_id, name, count, first_seen, last_seen)
     SELECT account_id, name, count, first_seen, last_seen
-    FROM unnest($22::bigint[], $23::text[], $24::bigint[], $25::timestamptz[], $26::timestamptz[])
+    FROM unnest($4::bigint[], $5::text[], $6::bigint[], $7::timestamptz[], $8::timestamptz[])
         WITH ORDINALITY AS n(account_id, name, count, first_seen, last_seen, position)
     ORDER BY position{_COUNT_NAMES}
 ), described AS (
     INSERT INTO event_properties (account_id, event_name, name, first_seen)
     SELECT account_id, event_name, name, first_seen
-    FROM unnest($27::bigint[], $28::text[], $29::text[], $30::timestamptz[])
+    FROM unnest($9::bigint[], $10::text[], $11::text[], $12::timestamptz[])
         WITH ORDINALITY AS p(account_id, event_name, name, first_seen, position)
     ORDER BY position
     ON CONFLICT DO NOTHING
@@ -117,6 +121,15 @@ FROM new JOIN counted ON counted.account_id = new.account_id
     AND counted.title = coalesce(new.title, '')
     AND counted.series = CASE WHEN new.repeatable THEN 0 ELSE new.id END
 ORDER BY new.position"""
+_PG_COUNTER_FIELDS = (
+    "account_id",
+    "contact_id",
+    "name",
+    "title",
+    "counter",
+    "last_value",
+    "provider",
+)
 _PG_KNOWN_KEYS = (
     "SELECT event_id, message_id FROM event_message_ids "
     "WHERE account_id = $1 AND message_id = ANY($2::text[])"
@@ -360,18 +373,24 @@ def _write_postgresql(
     """Inserts the events with their message-id keys and counts them; the (event id,
     counter id) of each, in order."""
     rows = [row for _, row in stored]
-    events_ = _columns((_event_values(row) for row in rows), 9)
-    events_.append([row["occurred_at"] for row in rows])
-    events_.append([row["received_at"] for row in rows])
-    events_.append([pending.command.repeatable for pending, _ in stored])
-    events_.append([pending.command.provider or row["source"] for pending, row in stored])
+    events_ = [
+        {**row, "repeatable": pending.command.repeatable, "provider": pending.command.provider}
+        for pending, row in stored
+    ]
+    for event in events_:
+        event["provider"] = event["provider"] or event["source"]
     counters, _ = _summaries([item for item in stored if item[0].command.repeatable])
     names, properties, list_properties = _catalog(rows)
     written = conn.exec_driver_sql(
         _PG_WRITE,
         (
-            *events_,
-            *_columns((counter[:4] + counter[5:] for counter in counters), 7),
+            orjson.dumps(events_).decode(),
+            orjson.dumps(
+                [
+                    dict(zip(_PG_COUNTER_FIELDS, counter[:4] + counter[5:], strict=True))
+                    for counter in counters
+                ]
+            ).decode(),
             now,
             *_columns(names, 5),
             *_columns(properties, 4),
