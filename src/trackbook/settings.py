@@ -46,9 +46,10 @@ class Settings(BaseSettings):
     statement per group grows longer while the next group waits)."""
 
     event_writers: int | None = Field(default=None, ge=1, le=8)
-    """Groups written at once, each on its own connection; by default 1 on SQLite (one
-    writer at a time) and 2 on PostgreSQL, where one group is prepared in Python while
-    the database writes the other."""
+    """Groups written at once on PostgreSQL, each on its own connection (default 2: one
+    group is prepared in Python while the database writes the other). SQLite writes one
+    group at a time whatever this says: it has one writer, and more would only give up
+    the order of commits."""
 
     group_commit_max_wait_ms: float = Field(default=0.0, ge=0, le=1000)
     """Extra time a group waits for more events once the queue is drained (0: none)."""
@@ -160,9 +161,9 @@ class Settings(BaseSettings):
         return 4000 if sqlite else 1000
 
     def writers(self, *, sqlite: bool) -> int:
-        if self.event_writers is not None:
-            return self.event_writers
-        return 1 if sqlite else 2
+        if sqlite:
+            return 1
+        return 2 if self.event_writers is None else self.event_writers
 
     @property
     def base_url(self) -> str:

@@ -62,6 +62,8 @@ class EventWriter:
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._carried: _Submission | None = None
         """Taken off the queue but left for the next group, which it would have overfilled."""
+        self._forming = asyncio.Lock()
+        """One writer at a time forms its group, so that no two carry a submission over."""
         self._tasks: list[asyncio.Task[None]] = []
         self.groups_written = 0
 
@@ -111,19 +113,17 @@ class EventWriter:
         while not stopping:
             if self._carried is None and self._queue.empty():
                 await connection.release()
-            group, stopping = await self._next_group()
+            async with self._forming:
+                group, stopping = await self._next_group()
             if group:
                 await self._write(connection, group)
         await connection.release()
 
     async def _next_group(self) -> tuple[list[_Submission], bool]:
         """The submissions of the next group, and whether this writer stops after it."""
-        first = self._carried
+        first, self._carried = self._carried, None
         if first is None:
-            # (another writer may carry a submission over while this one waits here)
             first = await self._queue.get()
-        else:
-            self._carried = None
         if first is None:
             return [], True
         group, size = [first], len(first.events)
