@@ -374,11 +374,13 @@ def _write_postgresql(
     counter id) of each, in order."""
     rows = [row for _, row in stored]
     events_ = [
-        {**row, "repeatable": pending.command.repeatable, "provider": pending.command.provider}
+        {
+            **row,
+            "repeatable": pending.command.repeatable,
+            "provider": pending.command.provider or row["source"],
+        }
         for pending, row in stored
     ]
-    for event in events_:
-        event["provider"] = event["provider"] or event["source"]
     counters, _ = _summaries([item for item in stored if item[0].command.repeatable])
     names, properties, list_properties = _catalog(rows)
     written = conn.exec_driver_sql(
