@@ -136,19 +136,17 @@ async def served(app: ASGIApp) -> AsyncIterator[str]:
         await serving
 
 
-async def lock_waits_reach(services: Services, count: int, *, statement: str = "") -> bool:
+async def lock_waits_reach(services: Services, count: int) -> bool:
     """Whether, within a few seconds, `count` statements of this PostgreSQL database
-    (those whose text holds `statement`, when given) wait on a lock. Each look is a
-    transaction of its own: within one, pg_stat_activity keeps its first snapshot."""
+    wait on a lock. Each look is a transaction of its own: within one, pg_stat_activity
+    keeps its first snapshot."""
     query = sa.text(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND datname = current_database() AND strpos(query, :statement) > 0"
+        "AND datname = current_database()"
     )
-    waiting = None
     for _ in range(500):
         async with services.db.read() as conn:
-            waiting = await conn.scalar(query, {"statement": statement})
-        if waiting == count:
-            return True
+            if await conn.scalar(query) == count:
+                return True
         await asyncio.sleep(0.01)
     return False
