@@ -167,18 +167,19 @@ async def write_postgresql(
     number: int,
     refresh_statistics: bool,
 ) -> None:
-    """One transaction of `work`, the `number`th on `db` (from 1). The connection plans
-    each statement with its values, as the event writer's do."""
-    if number == 1:
-        await db.execute("SET plan_cache_mode = force_custom_plan")
+    """One transaction of `work`, the `number`th on `db` (from 1)."""
     doublings, rest = divmod(number, STATISTICS_AFTER)
     if refresh_statistics and rest == 0 and doublings & (doublings - 1) == 0:
         # as an import refreshes them while it grows the tables
         await db.execute("ANALYZE contacts, events, event_message_ids, event_summaries")
     async with db.transaction():
+        # the look-up planned for its values and the writes on cached plans, as the
+        # event writer does (events/store.py, _planned_for_these_values)
+        await db.execute("SET LOCAL plan_cache_mode = force_custom_plan")
         message_ids = work.message_ids
         if message_ids and await db.fetch(POSTGRESQL["known"], account_id, message_ids):
             raise RuntimeError("the same-work reference expects new message ids")
+        await db.execute("SET LOCAL plan_cache_mode TO DEFAULT")
         ids = [row[0] for row in await db.fetch(POSTGRESQL["ids"], len(work.records))]
         await db.copy_records_to_table(
             "events",

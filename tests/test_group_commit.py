@@ -13,10 +13,12 @@ from asgi_lifespan import LifespanManager
 from tests.support import ManualClock, Tenant, lock_waits_reach
 from trackbook.accounts.service import get_account
 from trackbook.app import create_app
+from trackbook.contacts import service as contact_service
 from trackbook.contacts.errors import NotAsNamed
 from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
-from trackbook.db.engine import Database, SerialWriter
+from trackbook.db.engine import SerialWriter
 from trackbook.db.tables import contacts, event_summaries, events
+from trackbook.events import store
 from trackbook.events.model import TrackCommand, TrackResult
 from trackbook.events.store import write_group
 from trackbook.services import Services
@@ -132,26 +134,44 @@ async def test_a_bad_event_in_a_group_fails_alone(
     assert sorted(names) == ["ok"] * 20
 
 
-async def test_only_the_event_writer_plans_every_statement_with_its_values(
-    database_url: str,
+async def test_the_writers_look_ups_are_planned_for_each_groups_own_values(
+    tenant: Tenant, services: Services, database_url: str
 ) -> None:
-    """On PostgreSQL the writer's look-ups by list need a plan made for their values,
-    while the planning of every other statement (the timeline over the month
-    partitions) would cost more than running it."""
+    """On PostgreSQL a prepared statement run five times with lists longer than the
+    planner's guess goes over to a generic plan, made without its values; for the
+    writer's look-ups by list one made while a table was small would read the
+    account's rows for every group. pg_prepared_statements counts how each statement
+    of the writer's connection was planned."""
     if not database_url.startswith("postgresql"):
-        pytest.skip("a PostgreSQL setting")
-    db = Database(database_url)
+        pytest.skip("PostgreSQL plans")
+    account = await services.db.query(get_account, tenant.id)
+    writer = SerialWriter(services.db)
     try:
-        async with db.read() as connection:
-            shared = await connection.scalar(sa.text("SHOW plan_cache_mode"))
-        writer = SerialWriter(db)
-        mode = await writer.run(
-            lambda conn: conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one()
+        for number in range(8):
+            group = [
+                services.events.prepare(
+                    account,
+                    TrackCommand(
+                        name="visit",
+                        contact=ContactRef(email=f"plan{number}-{index}@example.com"),
+                        source="native",
+                        unknown_contact=UnknownContact.CREATE_ALWAYS,
+                        message_id=f"plan-{number}-{index}",
+                    ),
+                )
+                for index in range(30)
+            ]
+            await writer.run(write_group, group, now=group[0].received_at)
+        planned = await writer.run(
+            lambda conn: conn.exec_driver_sql(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            ).all()
         )
-        await writer.release()
     finally:
-        await db.dispose()
-    assert (shared, mode) == ("auto", "force_custom_plan")
+        await writer.release()
+    plans = {statement: (generic, custom) for statement, generic, custom in planned}
+    looked_up = (store._PG_KNOWN_KEYS, contact_service._FIND_POSTGRESQL["email"])
+    assert [plans.get(statement) for statement in looked_up] == [(0, 8), (0, 8)], plans
 
 
 async def test_an_event_stored_as_named_is_checked_in_its_group_and_refused_alone(

@@ -304,12 +304,6 @@ class SerialWriter:
         connection = self._connection
         try:
             async with connection.begin():
-                # The writer's statements are planned with their values: the generic
-                # plan of its look-ups by list (message ids, contact emails) scans the
-                # account's rows once the tables outgrow it (five times slower in a
-                # 200k-event import). Only here: planning every statement each time
-                # cost the timeline 2-3 ms over the month partitions (issue 9).
-                await connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
                 return await connection.run_sync(work, *args, **kwargs)
         except BaseException as error:
             self._connection = None
