@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +37,7 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
 async def test_unreachable_sqlite_is_503_with_retry_after(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path}/missing/dir/trackbook.db")
     app = create_app(settings)
+    threads_before = set(threading.enumerate())
     async with LifespanManager(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -48,6 +52,13 @@ async def test_unreachable_sqlite_is_503_with_retry_after(tmp_path: Path) -> Non
     assert tracked.status_code == 503
     assert tracked.headers["Retry-After"] == "5"
     assert tracked.json()["error"]["code"] == "storage_unavailable"
+    # aiosqlite stops the thread of a connection that failed to open without waiting
+    # for it, and the thread then answers on this test's event loop: closed by then on
+    # a slow machine, which pytest reports against the next test
+    deadline = time.monotonic() + 10
+    while any(thread.is_alive() for thread in set(threading.enumerate()) - threads_before):
+        assert time.monotonic() < deadline, "the failed connections' threads still run"
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
