@@ -25,13 +25,23 @@ RATE_LIMITS = (
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    # attribute docstrings are the field descriptions: the README's configuration table
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     database_url: str = "sqlite+aiosqlite:///trackbook.db"
+    """The database: a SQLite file (`sqlite+aiosqlite:///path/trackbook.db`) or PostgreSQL
+    (`postgresql+asyncpg://user:password@host:5432/db`)."""
     host: str = "127.0.0.1"
+    """The address `trackbook serve` listens on (`0.0.0.0` for every interface)."""
     port: int = Field(default=8000, ge=1, le=65535)
+    """The port `trackbook serve` listens on (`--port` overrides it)."""
     redis_url: str | None = None
+    """Redis for rate-limit counters shared by every node (`redis://host:6379/0`); unset:
+    counted in each process's memory."""
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    """`debug`, `info`, `warning`, `error` or `critical`."""
     public_url: str | None = None
     """Base URL printed for users when Trackbook sits behind a proxy."""
     forwarded_allow_ips: str = "127.0.0.1"
@@ -39,7 +49,9 @@ class Settings(BaseSettings):
     X-Forwarded-Proto `trackbook serve` believes: the load balancers in front of it."""
 
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    """Larger request bodies get 413 before they are read."""
     batch_max_events: int = Field(default=1000, ge=1)
+    """Events in one `/v1/batch` request at most."""
     group_commit_max_events: int | None = Field(default=None, ge=1)
     """Events written in one transaction at most; by default 4000 on SQLite (a group's
     commit and index pages are shared by more events) and 1000 on PostgreSQL (its one
@@ -61,10 +73,13 @@ class Settings(BaseSettings):
     worker_in_process: bool = True
     """`trackbook serve` runs an automation/webhook worker in the same process."""
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    """How often an idle worker looks for due work (events recorded in the same process
+    wake it at once)."""
     worker_lease_seconds: float = Field(default=120.0, gt=0)
     """How long a claimed run or delivery is a worker's; after that another worker,
     or the same one restarted, takes it over (a worker killed mid-step)."""
     worker_max_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts of a failed automation step or webhook delivery before it is failed."""
     worker_backoff_seconds: float = Field(default=30.0, ge=0)
     """The first retry waits this long, each next one twice as long (at most a day)."""
     automation_cutoff_hours: float = Field(default=72.0, ge=0)
@@ -74,24 +89,35 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False
     """Lets webhooks reach loopback, private and link-local addresses (tests, labs)."""
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    """How long a webhook endpoint has to answer."""
 
     smtp_url: str | None = None
-    """smtp://user:password@host:port (STARTTLS when offered) or smtps://… (TLS)."""
+    """The mail server of automation emails: `smtp://user:password@host:587` (STARTTLS when
+    offered) or `smtps://…:465` (TLS); unset, an email step fails and says so."""
     smtp_from: str = "Trackbook <trackbook@localhost>"
+    """The sender of automation emails."""
     smtp_starttls: Literal["auto", "required", "off"] = "auto"
+    """For `smtp://`: STARTTLS when the server offers it (`auto`), always (`required`) or
+    never (`off`)."""
     smtp_verify_tls: bool = True
+    """`false` accepts a self-signed certificate."""
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    """How long the mail server has to answer."""
 
     redis_key_prefix: str = "trackbook"
     """Prefix of every key Trackbook writes to Redis (several installs may share one)."""
     rate_limit_native: str = "6000/minute"
+    """The native API (`/v1`), per account and per key."""
     rate_limit_fluentcrm: str = "6000/minute"
+    """The FluentCRM dialect, per account and per key."""
     rate_limit_octeth_track: str = "5000/60 seconds"
     """Octeth's documented limit of event.track, per API key and per account."""
     rate_limit_octeth_properties: str = "100/60 seconds"
+    """Octeth's documented limit of `website_events.properties`, per API key and per account."""
     rate_limit_activecampaign: str = "5/second"
     """ActiveCampaign's documented API limit, per account (v3 and v1)."""
     rate_limit_trackcmp_actid: str = "6000/minute"
+    """ActiveCampaign's trackcmp (`/event`), per actid."""
     rate_limit_trackcmp_ip: str = "600/minute"
     """trackcmp is posted to by browsers and forms: also limited per client address."""
     rate_limit_segment: str = "30000/minute"
@@ -101,12 +127,13 @@ class Settings(BaseSettings):
     """Dashboard sign-in attempts per client address."""
 
     secret_key: SecretStr | None = None
-    """Server key(s) sealing webhook signing secrets in the database: Fernet keys,
+    """Server key(s) sealing webhook signing secrets and ActiveCampaign event keys in the
+    database: Fernet keys,
     comma-separated, the first one sealing (rotation). Every node of an install needs
     the same keys; `trackbook server-key` prints a new one."""
     secret_key_file: str = "trackbook.key"  # noqa: S105 - a file name, not a secret
     """Where the server key is kept when TRACKBOOK_SECRET_KEY is not set (created,
-    readable by its owner only, on first start)."""
+    readable by its owner only, on first start): keep it with your backups."""
 
     bench_routes: bool = False
     """Mounts the validate-only reference route used by bench/ingest.py."""
@@ -184,3 +211,27 @@ def load_settings() -> Settings:
         first = error.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "settings"
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {first['msg']}") from None
+
+
+def reference() -> str:
+    """Every setting as the README's configuration table: its variable, its default and
+    its docstring. `python -m trackbook.settings` prints it; tests/test_readme.py holds
+    the README to it."""
+    rows = ["| variable | default | what it does |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if default is None:
+            shown = "unset"
+        elif isinstance(default, bool):
+            shown = f"`{str(default).lower()}`"
+        elif isinstance(default, float) and default.is_integer():
+            shown = f"`{int(default)}`"
+        else:
+            shown = f"`{default}`"
+        described = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `{ENV_PREFIX}{name.upper()}` | {shown} | {described} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(reference())
