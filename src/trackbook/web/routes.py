@@ -20,6 +20,7 @@ from trackbook.accounts.service import Account
 from trackbook.accounts.users import Session
 from trackbook.automations import service as automations
 from trackbook.contacts import service as contacts
+from trackbook.contacts.errors import ListInUse
 from trackbook.delivery import webhooks
 from trackbook.errors import DomainError
 from trackbook.events import catalog, dropped, queries
@@ -257,7 +258,8 @@ async def delete_list(
     await checked_form(request, session)
     try:
         await services.db.write(contacts.delete_list, session.user.account_id, list_id)
-    except DomainError as error:
+    except ListInUse as error:
+        # another account's list (or none) stays a 404 page, as every page naming an id
         return await _contacts_page(request, session, services, error=error.message)
     return back("/contacts")
 
