@@ -181,6 +181,24 @@ def test_lists_create_and_list(cli: CliRunner) -> None:
     assert duplicate.exit_code == 1
 
 
+def test_lists_delete(cli: CliRunner) -> None:
+    account_id = re.search(r"id: (\d+)", invoke(cli, "accounts", "create", "Lists Co"))
+    other_id = re.search(r"id: (\d+)", invoke(cli, "accounts", "create", "Other Co"))
+    assert account_id is not None
+    assert other_id is not None
+    created = invoke(cli, "lists", "create", "Old", "--account", account_id[1])
+    list_id = re.search(r"id: (\d+)", created)
+    assert list_id is not None
+    elsewhere = cli.invoke(app, ["lists", "delete", list_id[1], "--account", other_id[1]])
+    assert elsewhere.exit_code == 1
+    assert f"list {list_id[1]} does not exist" in elsewhere.output
+    assert f"deleted list {list_id[1]}" in invoke(
+        cli, "lists", "delete", list_id[1], "--account", account_id[1]
+    )
+    listed = invoke(cli, "lists", "list", "--account", account_id[1])
+    assert "Old" not in listed
+
+
 def test_accounts_show_and_rotate_the_activecampaign_event_key(cli: CliRunner) -> None:
     created = invoke(cli, "accounts", "create", "Tracked")
     account_id = re.search(r"^id: (\d+)", created, re.M)

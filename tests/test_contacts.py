@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from tests.conftest import TenantFactory
 from tests.support import Tenant
 
 
@@ -107,6 +108,87 @@ async def test_lists_and_membership(client: httpx.AsyncClient, tenant: Tenant) -
     assert one.json()["member_count"] == 0
     missing = await client.put(f"/v1/lists/{list_id}/contacts/99999999", headers=tenant.headers)
     assert missing.status_code == 404
+
+
+async def test_deleting_a_list_takes_its_memberships_and_keeps_its_events(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await client.post("/v1/lists", headers=tenant.headers, json={"name": "Leads"})
+    list_id = created.json()["id"]
+    contact = await client.post("/v1/contacts", headers=tenant.headers, json={"email": "l@x.io"})
+    contact_id = contact.json()["id"]
+    await client.put(f"/v1/lists/{list_id}/contacts/{contact_id}", headers=tenant.headers)
+    # an Octeth event on the list: the event and its list's property names refer to it
+    octeth = await client.post(
+        "/api/v1/event",
+        json={"APIKey": tenant.key, "Event": "visit", "ListID": list_id, "Email": "l@x.io"},
+    )
+    assert octeth.status_code == 200, octeth.text
+
+    deleted = await client.delete(f"/v1/lists/{list_id}", headers=tenant.headers)
+    assert deleted.status_code == 204, deleted.text
+    assert (await client.get(f"/v1/lists/{list_id}", headers=tenant.headers)).status_code == 404
+    assert (await client.delete(f"/v1/lists/{list_id}", headers=tenant.headers)).status_code == 404
+    details = await client.get(f"/v1/contacts/{contact_id}", headers=tenant.headers)
+    assert details.json()["list_ids"] == []
+    events = await client.get(f"/v1/contacts/{contact_id}/events", headers=tenant.headers)
+    assert [event["event"] for event in events.json()["data"]] == ["visit", "identify"]
+    again = await client.post("/v1/lists", headers=tenant.headers, json={"name": "Leads"})
+    assert again.status_code == 201
+
+
+async def test_another_accounts_list_cannot_be_deleted(
+    client: httpx.AsyncClient, tenant: Tenant, new_tenant: TenantFactory
+) -> None:
+    other = await new_tenant("Other")
+    theirs = await client.post("/v1/lists", headers=other.headers, json={"name": "Theirs"})
+    url = f"/v1/lists/{theirs.json()['id']}"
+    refused = await client.delete(url, headers=tenant.headers)
+    assert refused.status_code == 404
+    assert refused.json()["error"]["code"] == "list_not_found"
+    assert (await client.get(url, headers=other.headers)).status_code == 200
+
+
+async def test_a_list_an_automation_or_a_segment_uses_is_not_deleted(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    created = await client.post("/v1/lists", headers=tenant.headers, json={"name": "VIP"})
+    list_id = created.json()["id"]
+    url = f"/v1/lists/{list_id}"
+    automation = await client.post(
+        "/v1/automations",
+        headers=tenant.headers,
+        json={
+            "name": "Promote",
+            "trigger": {"event": "purchase"},
+            "actions": [{"type": "remove_from_list", "list_id": list_id}],
+        },
+    )
+    assert automation.status_code == 201, automation.text
+    segment = await client.post(
+        "/v1/segments",
+        headers=tenant.headers,
+        json={
+            "name": "Not VIP",
+            "definition": {"all": [{"any": [{"list": {"id": list_id, "member": False}}]}]},
+        },
+    )
+    assert segment.status_code == 201, segment.text
+
+    refused = await client.delete(url, headers=tenant.headers)
+    assert refused.status_code == 409
+    error = refused.json()["error"]
+    assert error["code"] == "list_in_use"
+    automation_id, segment_id = automation.json()["id"], segment.json()["id"]
+    assert f"automation {automation_id} (Promote)" in error["message"]
+    assert f"segment {segment_id} (Not VIP)" in error["message"]
+
+    await client.delete(f"/v1/automations/{automation_id}", headers=tenant.headers)
+    refused = await client.delete(url, headers=tenant.headers)
+    assert refused.status_code == 409
+    assert "automation" not in refused.json()["error"]["message"]
+    await client.delete(f"/v1/segments/{segment_id}", headers=tenant.headers)
+    assert (await client.delete(url, headers=tenant.headers)).status_code == 204
 
 
 async def test_timeline_pages_newest_first_with_filters(

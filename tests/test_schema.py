@@ -52,3 +52,26 @@ async def test_sqlite_runs_in_wal_mode(database_url: str) -> None:
     finally:
         await db.dispose()
     assert mode == "wal"
+
+
+async def test_the_tables_declared_autoincrement_are_so_on_sqlite(database_url: str) -> None:
+    """`alembic check` does not compare sqlite_autoincrement; this test does. Ids that
+    leave the server are never given twice (tests/test_ids.py)."""
+    declared = {
+        table.name
+        for table in metadata.sorted_tables
+        if table.dialect_options["sqlite"]["autoincrement"]
+    }
+    shown = {"contacts", "events", "lists", "segments", "automations", "webhook_endpoints"}
+    assert shown <= declared
+    db = Database(database_url)
+    try:
+        async with db.read() as conn:
+            if conn.dialect.name != "sqlite":
+                return
+            found = await conn.scalars(
+                sa.text("SELECT name FROM sqlite_master WHERE sql LIKE '%AUTOINCREMENT%'")
+            )
+            assert set(found) == declared
+    finally:
+        await db.dispose()

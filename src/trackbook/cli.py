@@ -584,5 +584,14 @@ def lists_list(account: Annotated[int, typer.Option("--account", help="Account i
     )
 
 
+@lists_app.command("delete")
+def lists_delete(
+    list_id: int, account: Annotated[int, typer.Option("--account", help="Account id.")]
+) -> None:
+    """Delete a list and its memberships (refused while an automation or segment uses it)."""
+    _write(contacts.delete_list, account, list_id)
+    out.print(f"deleted list {list_id}")
+
+
 def main() -> None:
     app()

@@ -177,6 +177,34 @@ async def test_created_key_works_and_a_revoked_key_is_refused(browser: Browser, 
         assert refused.status_code == 401
 
 
+async def test_lists_created_and_deleted_on_the_contacts_page(browser: Browser, live: Live) -> None:
+    page = await signed_in(browser, live)
+    for name in ("Newsletter", "Customers"):
+        await page.get_by_label("New list").fill(name)
+        await page.get_by_role("button", name="Create list").click()
+        await expect(page.get_by_role("row", name=re.compile(name))).to_have_count(1)
+    async with live.api() as api:
+        listed = await api.get("/v1/lists", headers=live.tenant.headers)
+        ids = {item["name"]: item["id"] for item in listed.json()["data"]}
+        segment = await api.post(
+            "/v1/segments",
+            headers=live.tenant.headers,
+            json={"name": "Buyers", "definition": {"list": {"id": ids["Customers"]}}},
+        )
+        assert segment.status_code == 201, segment.text
+
+    await page.get_by_role("button", name="Delete list Newsletter").click()
+    await expect(page.get_by_role("row", name=re.compile("Newsletter"))).to_have_count(0)
+    await page.get_by_role("button", name="Delete list Customers").click()
+    await expect(page.get_by_role("alert")).to_contain_text(
+        f"list {ids['Customers']} is used by segment {segment.json()['id']} (Buyers)"
+    )
+    await expect(page.get_by_role("row", name=re.compile("Customers"))).to_have_count(1)
+    async with live.api() as api:
+        listed = await api.get("/v1/lists", headers=live.tenant.headers)
+        assert [item["name"] for item in listed.json()["data"]] == ["Customers"]
+
+
 async def test_sign_out_and_pages_without_a_session(browser: Browser, live: Live) -> None:
     anonymous = await browser.new_page()
     for path in PAGES.values():

@@ -68,11 +68,13 @@ def _name(name: Any) -> str:
     return name.strip()
 
 
-async def _owned(conn: AsyncConnection, table: sa.Table, account_id: int, row_id: int) -> bool:
-    found = await conn.scalar(
-        sa.select(table.c.id).where(table.c.account_id == account_id, table.c.id == row_id)
-    )
-    return found is not None
+async def _owned(
+    conn: AsyncConnection, table: sa.Table, account_id: int, row_id: int, *, lock: bool = False
+) -> bool:
+    query = sa.select(table.c.id).where(table.c.account_id == account_id, table.c.id == row_id)
+    if lock:
+        query = query.with_for_update(read=True, key_share=True)
+    return await conn.scalar(query) is not None
 
 
 async def _check_references(conn: AsyncConnection, account_id: int, definition: Definition) -> None:
@@ -86,7 +88,11 @@ async def _check_references(conn: AsyncConnection, account_id: int, definition: 
             conn, webhook_endpoints, account_id, action["webhook_id"]
         ):
             raise Invalid(f"{path}.webhook_id", f"webhook {action['webhook_id']} does not exist")
-        if "list_id" in action and not await _owned(conn, lists, account_id, action["list_id"]):
+        # locked until this automation is saved: a list deleted meanwhile waits, then
+        # finds it (contacts.delete_list refuses a list an automation uses)
+        if "list_id" in action and not await _owned(
+            conn, lists, account_id, action["list_id"], lock=True
+        ):
             raise Invalid(f"{path}.list_id", f"list {action['list_id']} does not exist")
         if action["type"] == "email":
             for part in ("subject", "text", "html"):

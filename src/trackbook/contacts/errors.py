@@ -21,6 +21,13 @@ class ListConflict(Conflict):
     code = "list_conflict"
 
 
+class ListInUse(Conflict):
+    """An automation or a segment names the list: deleting it would leave them naming
+    a list that is gone."""
+
+    code = "list_in_use"
+
+
 class NotAsNamed(DomainError):
     """The contact or visitor an identify names is not (yet) as it says: a new contact,
     visitor id, external id, field or list membership. Nothing was stored; the identify

@@ -11,10 +11,17 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from trackbook.contacts.errors import ContactConflict, ContactNotFound, ListConflict, ListNotFound
+from trackbook.contacts.errors import (
+    ContactConflict,
+    ContactNotFound,
+    ListConflict,
+    ListInUse,
+    ListNotFound,
+)
 from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
 from trackbook.db.tables import (
     automation_runs,
+    automations,
     contact_aliases,
     contact_tags,
     contacts,
@@ -23,12 +30,15 @@ from trackbook.db.tables import (
     event_message_ids,
     event_summaries,
     events,
+    list_event_properties,
     list_members,
     lists,
+    segments,
     tags,
 )
 from trackbook.db.upsert import upsert
 from trackbook.errors import Invalid
+from trackbook.segments.definition import named_lists
 
 STATUSES = ("subscribed", "pending", "unsubscribed", "bounced", "complained", "transactional")
 
@@ -807,6 +817,59 @@ async def get_list(conn: AsyncConnection, account_id: int, list_id: int) -> Cont
     if row is None:
         raise ListNotFound(f"list {list_id} does not exist")
     return ContactList(*row)
+
+
+async def delete_list(conn: AsyncConnection, account_id: int, list_id: int) -> None:
+    """Deletes the list with its memberships; its events stay, on no list. Refused while
+    an automation adds to or removes from it, or a segment names it."""
+    found = await conn.scalar(
+        sa.select(lists.c.id)
+        .where(lists.c.account_id == account_id, lists.c.id == list_id)
+        # an automation saved meanwhile checks the list under a share lock (automations
+        # service), so it either sees the list gone or is seen below
+        .with_for_update()
+    )
+    if found is None:
+        raise ListNotFound(f"list {list_id} does not exist")
+    users = await _list_users(conn, account_id, list_id)
+    if users:
+        raise ListInUse(
+            f"list {list_id} is used by {', '.join(users)}; change or delete them first"
+        )
+    await conn.execute(
+        events.update()
+        .where(events.c.account_id == account_id, events.c.list_id == list_id)
+        .values(list_id=None)
+    )
+    for table in (list_members, list_event_properties):
+        await conn.execute(
+            table.delete().where(table.c.account_id == account_id, table.c.list_id == list_id)
+        )
+    await conn.execute(
+        lists.delete().where(lists.c.account_id == account_id, lists.c.id == list_id)
+    )
+
+
+async def _list_users(conn: AsyncConnection, account_id: int, list_id: int) -> list[str]:
+    """The automations whose actions and the segments whose definitions name the list."""
+    users = []
+    found = await conn.execute(
+        sa.select(automations.c.id, automations.c.name, automations.c.actions)
+        .where(automations.c.account_id == account_id)
+        .order_by(automations.c.id)
+    )
+    for automation_id, name, actions in found:
+        if any(action.get("list_id") == list_id for action in actions):
+            users.append(f"automation {automation_id} ({name})")
+    found = await conn.execute(
+        sa.select(segments.c.id, segments.c.name, segments.c.definition)
+        .where(segments.c.account_id == account_id)
+        .order_by(segments.c.id)
+    )
+    for segment_id, name, definition in found:
+        if list_id in named_lists(definition):
+            users.append(f"segment {segment_id} ({name})")
+    return users
 
 
 def list_exists(conn: sa.Connection, account_id: int, list_id: int) -> bool:

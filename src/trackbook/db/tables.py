@@ -16,6 +16,11 @@ metadata = sa.MetaData(
     }
 )
 
+# Tables whose ids leave the server (in answers, URLs, webhooks, automations) take
+# sqlite_autoincrement=True: SQLite then never gives the id of a deleted row again, as
+# PostgreSQL's sequences never do, because other systems still hold the old one
+# (migration 0012).
+
 
 def _account_fk() -> sa.Column[int]:
     return sa.Column(
@@ -87,6 +92,7 @@ contacts = sa.Table(
     sa.UniqueConstraint("account_id", "email"),
     sa.UniqueConstraint("account_id", "external_id"),
     sa.UniqueConstraint("account_id", "wp_user_id"),
+    sqlite_autoincrement=True,
 )
 
 contact_aliases = sa.Table(
@@ -111,6 +117,7 @@ lists = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("account_id", "name"),
+    sqlite_autoincrement=True,
 )
 
 list_members = sa.Table(
@@ -169,6 +176,7 @@ events = sa.Table(
     # per account, which a partitioned table cannot enforce, lives in event_message_ids.
     sa.Index("ix_events_timeline", "account_id", "contact_id", "occurred_at", "id"),
     sa.Index("ix_events_name", "account_id", "name", "occurred_at"),
+    sqlite_autoincrement=True,
 )
 
 # The idempotency keys of events: a replayed (account, message_id) finds its event here.
@@ -199,6 +207,7 @@ event_summaries = sa.Table(
     # (FluentCRM's repeatable=false) gets a row of its own, keyed by its event id.
     sa.Column("series", sa.BigInteger(), nullable=False, server_default="0"),
     sa.UniqueConstraint("account_id", "contact_id", "name", "title", "series"),
+    sqlite_autoincrement=True,
 )
 
 event_names = sa.Table(
@@ -243,6 +252,7 @@ segments = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("account_id", "name"),
+    sqlite_autoincrement=True,
 )
 
 dropped_events = sa.Table(
@@ -255,6 +265,7 @@ dropped_events = sa.Table(
     sa.Column("payload", Json, nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
     sa.Index(None, "account_id", "received_at"),
+    sqlite_autoincrement=True,
 )
 
 automations = sa.Table(
@@ -272,6 +283,7 @@ automations = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.UniqueConstraint("account_id", "name"),
     sa.Index(None, "account_id", "trigger_event"),
+    sqlite_autoincrement=True,
 )
 
 # The outbox of automations: a run is written in the transaction of the event that
@@ -308,6 +320,7 @@ automation_runs = sa.Table(
     sa.UniqueConstraint("account_id", "automation_id", "once_key"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "contact_id"),
+    sqlite_autoincrement=True,
 )
 
 webhook_endpoints = sa.Table(
@@ -323,6 +336,7 @@ webhook_endpoints = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Index(None, "account_id"),
+    sqlite_autoincrement=True,
 )
 
 # One message to an endpoint, retried under the same webhook-id until delivered.
@@ -357,6 +371,7 @@ deliveries = sa.Table(
     sa.UniqueConstraint("account_id", "run_id", "step"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "account_id", "endpoint_id", "id"),
+    sqlite_autoincrement=True,
 )
 
 delivery_attempts = sa.Table(

@@ -140,6 +140,7 @@ _PG_KNOWN_KEYS = (
 _SQLITE_INSERT_EVENTS = (
     f"INSERT INTO events (id, {_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_SQLITE_LAST_EVENT_ID = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 _SQLITE_INSERT_MESSAGE_KEYS = (
     "INSERT INTO event_message_ids (account_id, message_id, event_id) VALUES (?, ?, ?)"
 )
@@ -428,10 +429,11 @@ def _write_sqlite(
     conn: sa.Connection, stored: list[tuple[PendingEvent, dict[str, Any]]], *, now: datetime
 ) -> list[tuple[int, int]]:
     """As _write_postgresql, in one statement per table. The writer holds the
-    database's write lock (BEGIN IMMEDIATE), so the ids after the largest one are free:
+    database's write lock (BEGIN IMMEDIATE), so the ids after the largest ever given
+    (AUTOINCREMENT keeps it in sqlite_sequence, deleted events included) are free:
     they are the ids SQLite itself would have given."""
     rows = [row for _, row in stored]
-    last = conn.exec_driver_sql("SELECT max(id) FROM events").scalar() or 0
+    last = conn.exec_driver_sql(_SQLITE_LAST_EVENT_ID).scalar() or 0
     for event_id, row in enumerate(rows, start=last + 1):
         row["id"] = event_id
     # the events of a group mostly share their times (received together, no timestamp)

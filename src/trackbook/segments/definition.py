@@ -314,6 +314,20 @@ def parse(definition: Any, path: str = "definition") -> Node:
     return _Reader().node(definition, path)
 
 
+def named_lists(definition: Any) -> set[int]:
+    """The ids of the lists a stored definition names, in any group, member or not."""
+    if not isinstance(definition, dict):
+        return set()
+    named: set[int] = set()
+    for kind, body in definition.items():
+        if kind in ("all", "any") and isinstance(body, list):
+            for child in body:
+                named |= named_lists(child)
+        elif kind == "list" and isinstance(body, dict) and isinstance(body.get("id"), int):
+            named.add(body["id"])
+    return named
+
+
 def parse_event_condition(raw: Any, path: str, event: str) -> Match:
     """A value or property condition on the one event named `event` (an automation's
     trigger): the segment syntax without `event` and `within`, which the trigger fixes."""

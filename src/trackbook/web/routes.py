@@ -20,6 +20,7 @@ from trackbook.accounts.service import Account
 from trackbook.accounts.users import Session
 from trackbook.automations import service as automations
 from trackbook.contacts import service as contacts
+from trackbook.contacts.errors import ListInUse
 from trackbook.delivery import webhooks
 from trackbook.errors import DomainError
 from trackbook.events import catalog, dropped, queries
@@ -200,9 +201,22 @@ async def contact_list(
     q: str = "",
     page_number: Annotated[int, Query(alias="page", ge=1)] = 1,
 ) -> HTMLResponse:
+    return await _contacts_page(request, session, services, q=q, page_number=page_number)
+
+
+async def _contacts_page(
+    request: Request,
+    session: Session,
+    services: Services,
+    *,
+    q: str = "",
+    page_number: int = 1,
+    error: str | None = None,
+) -> HTMLResponse:
+    account_id = session.user.account_id
     total, found = await services.db.query(
         contacts.search_contacts,
-        session.user.account_id,
+        account_id,
         search=q.strip() or None,
         offset=(page_number - 1) * PAGE_SIZE,
         limit=PAGE_SIZE,
@@ -217,7 +231,37 @@ async def contact_list(
         total=total,
         page_number=page_number,
         pages=max(1, -(-total // PAGE_SIZE)),
+        lists=await services.db.query(contacts.list_lists, account_id),
+        error=error,
     )
+
+
+@router.post("/contacts/lists")
+async def create_list(request: Request, session: SessionDep, services: ServicesDep) -> Response:
+    form = await checked_form(request, session)
+    try:
+        await services.db.write(
+            contacts.create_list,
+            session.user.account_id,
+            str(form.get("name", "")),
+            now=services.clock.now(),
+        )
+    except DomainError as error:
+        return await _contacts_page(request, session, services, error=error.message)
+    return back("/contacts")
+
+
+@router.post("/contacts/lists/{list_id}/delete")
+async def delete_list(
+    list_id: int, request: Request, session: SessionDep, services: ServicesDep
+) -> Response:
+    await checked_form(request, session)
+    try:
+        await services.db.write(contacts.delete_list, session.user.account_id, list_id)
+    except ListInUse as error:
+        # another account's list (or none) stays a 404 page, as every page naming an id
+        return await _contacts_page(request, session, services, error=error.message)
+    return back("/contacts")
 
 
 @router.get("/contacts/{contact_id}")

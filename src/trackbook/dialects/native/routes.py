@@ -435,6 +435,15 @@ async def get_list(list_id: int, account: AccountDep, services: ServicesDep) -> 
     return JSON(_list_body(await services.db.query(contacts.get_list, account.id, list_id)))
 
 
+@router.delete("/lists/{list_id}", status_code=204, tags=["lists"])
+async def delete_list(list_id: int, account: AccountDep, services: ServicesDep) -> Response:
+    """Deletes the list and its memberships; its events stay, on no list. Its id is never
+    given again. Refused (409 `list_in_use`, naming them) while an automation adds to or
+    removes from the list, or a segment's definition names it."""
+    await services.db.write(contacts.delete_list, account.id, list_id)
+    return Response(status_code=204)
+
+
 @router.put("/lists/{list_id}/contacts/{contact_id}", tags=["lists"])
 async def add_to_list(
     list_id: int, contact_id: int, account: AccountDep, services: ServicesDep
