@@ -1,11 +1,14 @@
-"""What an operator sees when `trackbook` cannot start: a database that cannot be
-reached or holds no Trackbook schema, a database URL in its usual form."""
+"""What an operator sees when `trackbook` cannot start: a port in use, a database that
+cannot be reached or holds no Trackbook schema, a database URL in its usual form."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +18,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from tests.support import (
+    KEY,
     create_postgres_database,
     drop_postgres_database,
     free_port,
     require_postgres,
+    serving,
 )
 from trackbook.cli import app
 from trackbook.db.migrate import alembic_config
@@ -44,6 +49,46 @@ def trackbook(
         cwd=cwd,
         timeout=120,
     )
+
+
+@pytest.fixture
+def port_in_use() -> Iterator[int]:
+    """A port another process listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_before_any_secret(
+    empty_database_url: str, tmp_path: Path, port_in_use: int
+) -> None:
+    refused = trackbook(
+        tmp_path, "serve", "--port", str(port_in_use), database_url=empty_database_url
+    )
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert len(output.strip().splitlines()) == 1, output
+    assert str(port_in_use) in output
+    assert "--port" in output
+    assert "TRACKBOOK_PORT" in output
+    assert "password" not in output
+    assert "tb_live_" not in output
+    with serving(empty_database_url, free_port(), tmp_path) as started:
+        assert len(KEY.findall(started)) == 1, started
+        assert len(re.findall(r"password \(shown once\): \S+", started)) == 1, started
+
+
+def test_serve_on_an_address_not_of_this_machine_says_so_in_one_line(tmp_path: Path) -> None:
+    # 192.0.2.0/24 is reserved for documentation (RFC 5737): no machine has it
+    refused = trackbook(tmp_path, "serve", "--host", "192.0.2.1", "--port", str(free_port()))
+    output = refused.stdout + refused.stderr
+    assert refused.returncode != 0
+    assert len(output.strip().splitlines()) == 1, output
+    assert "192.0.2.1" in output
+    assert "--host" in output
+    assert "TRACKBOOK_HOST" in output
+    assert not (tmp_path / "trackbook.db").exists()
 
 
 @pytest.fixture(params=["postgresql refused", "unknown postgresql database", "sqlite folder"])

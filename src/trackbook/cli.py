@@ -201,8 +201,7 @@ def serve(
     ] = True,
 ) -> None:
     """Migrate, then serve the API (embedded SQLite unless TRACKBOOK_DATABASE_URL is set)."""
-    import uvicorn  # noqa: PLC0415 - only serve needs the server
-
+    from trackbook import serving  # noqa: PLC0415 - only serve needs the server
     from trackbook.app import create_app  # noqa: PLC0415
 
     settings = _settings()
@@ -211,30 +210,33 @@ def serve(
         overrides["worker_in_process"] = False
     if overrides:
         settings = settings.model_copy(update=overrides)
-    first = _run(_bootstrap, create=True)
-    out.print(f"Trackbook is serving on {settings.base_url}")
-    out.print(f"API docs: {settings.base_url}/docs")
-    if first is not None:
-        issued, password = first
-        out.print(f"Created the account 'Default' (id {issued.key.account_id}).")
-        _show_key(issued)
-        out.print(f"Dashboard: {settings.base_url}/signin")
-        out.print(f"  email: {FIRST_USER}")
-        out.print(f"  password (shown once): {password}")
-    sys.stdout.flush()
-    logs.configure(settings.log_level)
-    application = create_app(settings)
-    _settle_heap()
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        log_level=settings.log_level,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
+    # Bound before the first account's key and password are made and shown: a start that
+    # cannot serve must not spend them, nor lose the port to another process meanwhile.
+    try:
+        sockets = serving.listen(settings.host, settings.port)
+    except serving.CannotListen as error:
+        err.print(f"error: {error}", markup=False)
+        raise typer.Exit(1) from None
+    try:
+        first = _run(_bootstrap, create=True)
+        out.print(f"Trackbook is serving on {settings.base_url}")
+        out.print(f"API docs: {settings.base_url}/docs")
+        if first is not None:
+            issued, password = first
+            out.print(f"Created the account 'Default' (id {issued.key.account_id}).")
+            _show_key(issued)
+            out.print(f"Dashboard: {settings.base_url}/signin")
+            out.print(f"  email: {FIRST_USER}")
+            out.print(f"  password (shown once): {password}")
+        sys.stdout.flush()
+        logs.configure(settings.log_level)
+        application = create_app(settings)
+        _settle_heap()
+        status = serving.run(application, settings, sockets)
+    finally:
+        serving.close(sockets)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("worker")
