@@ -1,15 +1,20 @@
-"""Test helpers: a settable clock, database creation, account factories."""
+"""Test helpers: a settable clock, database creation, account factories, a served CLI."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
+import subprocess
+import threading
+import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -22,6 +27,8 @@ from trackbook.services import Services
 from trackbook.settings import RATE_LIMITS
 
 POSTGRES_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/test"
+KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
+"""A secret API key as Trackbook prints it."""
 
 
 class ManualClock:
@@ -150,3 +157,37 @@ async def lock_waits_reach(services: Services, count: int) -> bool:
                 return True
         await asyncio.sleep(0.01)
     return False
+
+
+@contextmanager
+def serving(
+    url: str, port: int, cwd: Path, *options: str, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Runs `trackbook serve` until it is up; yields what it printed by then."""
+    with subprocess.Popen(
+        ["trackbook", "serve", "--port", str(port), *options],
+        env={**os.environ, "TRACKBOOK_DATABASE_URL": url, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+    ) as server:
+        assert server.stdout is not None
+        lines: list[str] = []
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                line = server.stdout.readline()
+                if not line:
+                    pytest.fail("trackbook serve exited:\n" + "".join(lines))
+                lines.append(line)
+                if "Uvicorn running on" in line:  # it listens only after start-up
+                    break
+            else:
+                pytest.fail("trackbook serve did not start:\n" + "".join(lines))
+            # keep reading what it logs: a full pipe would block the server mid-request
+            threading.Thread(target=server.stdout.read, daemon=True).start()
+            yield "".join(lines)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

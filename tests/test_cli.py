@@ -8,20 +8,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
-from tests.support import free_port
+from tests.support import KEY, free_port, serving
 from trackbook.cli import app
-
-KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
 
 
 def invoke(runner: CliRunner, *args: str) -> str:
@@ -98,40 +93,6 @@ def test_wrong_setting_stops_with_one_line_naming_the_variable(tmp_path: Path) -
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1, result.stderr
         assert lines[0].startswith(f"error: {name}: "), lines
-
-
-@contextmanager
-def serving(
-    url: str, port: int, cwd: Path, *options: str, env: dict[str, str] | None = None
-) -> Iterator[str]:
-    """Runs `trackbook serve` until it is up; yields what it printed by then."""
-    with subprocess.Popen(
-        ["trackbook", "serve", "--port", str(port), *options],
-        env={**os.environ, "TRACKBOOK_DATABASE_URL": url, **(env or {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=cwd,
-    ) as server:
-        assert server.stdout is not None
-        lines: list[str] = []
-        try:
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                line = server.stdout.readline()
-                if not line:
-                    pytest.fail("trackbook serve exited:\n" + "".join(lines))
-                lines.append(line)
-                if "Uvicorn running on" in line:  # the socket is bound only after start-up
-                    break
-            else:
-                pytest.fail("trackbook serve did not start:\n" + "".join(lines))
-            # keep reading what it logs: a full pipe would block the server mid-request
-            threading.Thread(target=server.stdout.read, daemon=True).start()
-            yield "".join(lines)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
 
 
 def test_first_serve_migrates_creates_an_account_and_prints_url_and_key(

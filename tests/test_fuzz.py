@@ -5,7 +5,6 @@ so the whole run fits in CI; the long variant (100 examples per operation) is ma
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator
 
@@ -18,10 +17,7 @@ from schemathesis.core.result import Err
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from tests.conftest import _new_database
-from tests.support import UNLIMITED, free_port
-from tests.test_cli import serving
-
-KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
+from tests.support import KEY, UNLIMITED, free_port, serving
 
 
 @pytest.fixture(scope="module")

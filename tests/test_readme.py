@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import typer
 
-from tests.support import free_port
-from tests.test_cli import KEY, serving
+from tests.support import KEY, free_port, serving
 from trackbook.cli import app
 from trackbook.settings import reference
 

@@ -62,10 +62,20 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _run(work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
+def _prepare(settings: Settings, *, create: bool) -> None:
+    """Upgrades the configured database, or stops with one or two lines on what to check
+    (see `migrations.prepare`; only serve, worker and migrate `create` a database)."""
+    try:
+        migrations.prepare(settings.database_url, create=create)
+    except migrations.UnusableDatabase as error:
+        err.print(f"error: {error}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _run(work: Callable[[Database], Coroutine[Any, Any, T]], *, create: bool = False) -> T:
     """Migrates, then runs `work` against the configured database."""
     settings = _settings()
-    migrations.upgrade(settings.database_url)
+    _prepare(settings, create=create)
 
     async def main() -> T:
         db = Database(settings.database_url)
@@ -137,8 +147,7 @@ def _show_key(issued: IssuedKey) -> None:
 @app.command()
 def migrate() -> None:
     """Upgrade the database to the newest schema."""
-    settings = _settings()
-    migrations.upgrade(settings.database_url)
+    _prepare(_settings(), create=True)
     out.print("database is up to date")
 
 
@@ -192,8 +201,7 @@ def serve(
     ] = True,
 ) -> None:
     """Migrate, then serve the API (embedded SQLite unless TRACKBOOK_DATABASE_URL is set)."""
-    import uvicorn  # noqa: PLC0415 - only serve needs the server
-
+    from trackbook import serving  # noqa: PLC0415 - only serve needs the server
     from trackbook.app import create_app  # noqa: PLC0415
 
     settings = _settings()
@@ -202,30 +210,33 @@ def serve(
         overrides["worker_in_process"] = False
     if overrides:
         settings = settings.model_copy(update=overrides)
-    first = _run(_bootstrap)
-    out.print(f"Trackbook is serving on {settings.base_url}")
-    out.print(f"API docs: {settings.base_url}/docs")
-    if first is not None:
-        issued, password = first
-        out.print(f"Created the account 'Default' (id {issued.key.account_id}).")
-        _show_key(issued)
-        out.print(f"Dashboard: {settings.base_url}/signin")
-        out.print(f"  email: {FIRST_USER}")
-        out.print(f"  password (shown once): {password}")
-    sys.stdout.flush()
-    logs.configure(settings.log_level)
-    application = create_app(settings)
-    _settle_heap()
-    uvicorn.run(
-        application,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        log_level=settings.log_level,
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-    )
+    # Bound before the first account's key and password are made and shown: a start that
+    # cannot serve must not spend them, nor lose the port to another process meanwhile.
+    try:
+        sockets = serving.listen(settings.host, settings.port)
+    except serving.CannotListen as error:
+        err.print(f"error: {error}", markup=False)
+        raise typer.Exit(1) from None
+    try:
+        first = _run(_bootstrap, create=True)
+        out.print(f"Trackbook is serving on {settings.base_url}")
+        out.print(f"API docs: {settings.base_url}/docs")
+        if first is not None:
+            issued, password = first
+            out.print(f"Created the account 'Default' (id {issued.key.account_id}).")
+            _show_key(issued)
+            out.print(f"Dashboard: {settings.base_url}/signin")
+            out.print(f"  email: {FIRST_USER}")
+            out.print(f"  password (shown once): {password}")
+        sys.stdout.flush()
+        logs.configure(settings.log_level)
+        application = create_app(settings)
+        _settle_heap()
+        status = serving.run(application, settings, sockets)
+    finally:
+        serving.close(sockets)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command("worker")
@@ -235,7 +246,7 @@ def run_worker() -> None:
     from trackbook.services import Services  # noqa: PLC0415 - only the worker needs them
 
     settings = _settings().model_copy(update={"worker_in_process": True})
-    migrations.upgrade(settings.database_url)
+    _prepare(settings, create=True)
     logs.configure(settings.log_level)
 
     async def main() -> None:
@@ -304,7 +315,7 @@ def import_events(
             "event_writers": 1,
         }
     )
-    migrations.upgrade(settings.database_url)
+    _prepare(settings, create=False)
     kind = file_format or (FileFormat.csv if file.suffix.lower() == ".csv" else FileFormat.ndjson)
     overrides = dict(item.split("=", 1) for item in (mapping or []) if "=" in item)
     try:
@@ -411,10 +422,15 @@ def accounts_create(
     timezone: Annotated[str, typer.Option(help="IANA time zone, e.g. Europe/Berlin.")] = "UTC",
 ) -> None:
     """Create an account."""
-    account = _write(
-        accounts.create_account, name, now=clock.now(), timezone=timezone, keyring=_keyring()
-    )
-    _show_account(account)
+
+    async def work(db: Database) -> Account:
+        # the server key file is made only where there is a database to seal for
+        keyring = _keyring()
+        return await db.write(
+            accounts.create_account, name, now=clock.now(), timezone=timezone, keyring=keyring
+        )
+
+    _show_account(_run(work))
 
 
 @accounts_app.command("list")
@@ -448,7 +464,11 @@ def accounts_show(account_id: int) -> None:
 @accounts_app.command("rotate-event-key")
 def accounts_rotate_event_key(account_id: int) -> None:
     """Replace the ActiveCampaign event key; clients must send the new one."""
-    _show_account(_write(accounts.rotate_event_key, account_id, keyring=_keyring()))
+
+    async def work(db: Database) -> Account:
+        return await db.write(accounts.rotate_event_key, account_id, keyring=_keyring())
+
+    _show_account(_run(work))
 
 
 @accounts_app.command("set")

@@ -22,6 +22,15 @@ RATE_LIMITS = (
     "rate_limit_signin",
 )
 """The settings that are rate limits: validated as rates, lifted together by tests."""
+ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+"""The database URL schemes accepted, and the async driver each one runs on: the forms
+PostgreSQL's own tools and hosting providers print work as they are given."""
 
 
 class Settings(BaseSettings):
@@ -31,8 +40,9 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite+aiosqlite:///trackbook.db"
-    """The database: a SQLite file (`sqlite+aiosqlite:///path/trackbook.db`) or PostgreSQL
-    (`postgresql+asyncpg://user:password@host:5432/db`)."""
+    """The database: a SQLite file (`sqlite:///path/trackbook.db`) or PostgreSQL
+    (`postgresql://user:password@host:5432/db`, also `postgres://`); both run on their
+    async drivers, which may be named as well (`sqlite+aiosqlite://`, `postgresql+asyncpg://`)."""
     host: str = "127.0.0.1"
     """The address `trackbook serve` listens on (`0.0.0.0` for every interface)."""
     port: int = Field(default=8000, ge=1, le=65535)
@@ -141,9 +151,12 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, url: str) -> str:
-        if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
-        return url
+        scheme, separator, rest = url.partition("://")
+        driver = ASYNC_DRIVERS.get(scheme.lower()) if separator else None
+        if driver is None:
+            given = f" ({scheme}:// is not supported)" if separator else ""
+            raise ValueError(f"must start with postgresql://, postgres:// or sqlite:///{given}")
+        return f"{driver}://{rest}"
 
     @field_validator(*RATE_LIMITS)
     @classmethod
