@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 
@@ -22,7 +24,13 @@ async def test_openapi_lists_the_native_routes_and_docs_render(client: httpx.Asy
     assert "/v1/_bench/validate" not in spec["paths"]
     docs = await client.get("/docs")
     assert docs.status_code == 200
-    assert "swagger" in docs.text.lower()
+    assert "SwaggerUIBundle" in docs.text
+    # its assets come from Trackbook (tests/web/test_reference.py renders it offline)
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert assets
+    for asset in assets:
+        assert asset.startswith("/docs-assets/"), asset
+        assert (await client.get(asset)).status_code == 200
 
 
 async def test_unknown_route_is_a_json_404(client: httpx.AsyncClient) -> None:
