@@ -40,6 +40,26 @@ async def test_missing_wrong_or_revoked_key_is_401_with_a_json_error(
     assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 401
 
 
+async def test_a_key_without_bearer_is_told_to_send_bearer(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    body = {"event": "x", "contact": {"email": "a@x.io"}}
+    for authorization in (tenant.key, f"Basic {tenant.key}", f"Token {tenant.key}"):
+        for method, path, json in (("POST", "/v1/track", body), ("GET", "/v1/account", None)):
+            response = await client.request(
+                method, path, headers={"Authorization": authorization}, json=json
+            )
+            assert response.status_code == 401, (authorization, path)
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            error = response.json()["error"]
+            assert error["code"] == "unauthenticated"
+            assert "Authorization: Bearer <API key>" in error["message"], error
+            assert tenant.key not in response.text
+    # no header at all: the key is missing, not misplaced
+    missing = await client.post("/v1/track", json=body)
+    assert missing.json()["error"]["message"] == "an API key is required"
+
+
 async def test_keys_are_rechecked_once_their_memory_expires(
     client: httpx.AsyncClient, new_tenant: TenantFactory, services: Services, clock: ManualClock
 ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import httpx
+import orjson
 from typer.testing import CliRunner
 
 from tests.support import KEY, free_port, serving
@@ -117,6 +118,20 @@ def test_first_serve_migrates_creates_an_account_and_prints_url_and_key(
     with serving(empty_database_url, port, tmp_path) as output:
         assert f"http://127.0.0.1:{port}" in output
         assert KEY.search(output) is None
+
+
+def test_logs_are_json_lines_without_terminal_escapes(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    # its standard error is a pipe here, as under systemd or docker: JSON lines
+    with serving(empty_database_url, free_port(), tmp_path) as output:
+        logged = [line for line in output.splitlines() if line.startswith("{")]
+    messages = [orjson.loads(line)["message"] for line in logged]
+    assert any(message.startswith("Uvicorn running on") for message in messages), output
+    for line in logged:
+        assert "\\u001b" not in line, line
+        assert "\x1b" not in line, line
+        assert "color_message" not in line, line
 
 
 def test_migrate_builds_an_empty_database_and_is_repeatable(empty_database_url: str) -> None:

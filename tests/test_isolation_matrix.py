@@ -32,7 +32,6 @@ from trackbook.services import Services
 ACCOUNT_FREE = {
     "/openapi.json",
     "/docs",
-    "/docs/oauth2-redirect",
     "/redoc",
     "/healthz",
     "/readyz",

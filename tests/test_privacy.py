@@ -148,7 +148,13 @@ async def test_dashboard_pages_carry_security_headers(client: httpx.AsyncClient)
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "same-origin"
-    docs = await client.get("/docs")
-    assert "content-security-policy" not in docs.headers
+    for reference in ("/docs", "/redoc"):
+        docs = await client.get(reference)
+        # its own policy: its scripts and styles, all from Trackbook
+        policy = docs.headers["content-security-policy"]
+        assert "default-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert "http" not in policy
+        assert docs.headers["x-frame-options"] == "DENY"
     api = await client.get("/healthz")
     assert api.headers["x-content-type-options"] == "nosniff"

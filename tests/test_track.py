@@ -189,6 +189,35 @@ async def test_malformed_json_is_a_clear_422(client: httpx.AsyncClient, tenant: 
     assert response.json()["error"]["message"] == "the body is not valid JSON"
 
 
+async def test_a_body_that_does_not_say_json_is_told_to_say_so(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    body = b'{"event": "signup", "contact": {"email": "curl@example.com"}}'
+    batch = b'{"events": [{"event": "signup", "contact": {"email": "curl@example.com"}}]}'
+    # curl -d sends application/x-www-form-urlencoded
+    for content_type in ("application/x-www-form-urlencoded", "text/plain", None):
+        headers = dict(tenant.headers)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        for path, content in (("/v1/track", body), ("/v1/batch", batch), ("/v1/lists", b"{}")):
+            response = await client.post(path, headers=headers, content=content)
+            assert response.status_code == 415, (path, content_type, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "unsupported_media_type"
+            assert "must be JSON" in error["message"]
+            assert "Content-Type: application/json" in error["message"]
+    stored = await client.get("/v1/contacts", headers=tenant.headers)
+    assert stored.json()["data"] == []
+
+    json_types = ("application/json", "application/json; charset=utf-8", "application/x+json")
+    for content_type in json_types:
+        headers = {**tenant.headers, "Content-Type": content_type}
+        sent = await client.post("/v1/track", headers=headers, content=body)
+        assert sent.status_code == 201, (content_type, sent.text)
+    # routes that take no body need no Content-Type
+    assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 200
+
+
 async def test_unknown_contact_id_is_404_and_anonymous_id_creates_a_contact(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:

@@ -53,6 +53,7 @@ from trackbook.settings import Settings, load_settings
 from trackbook.web.errors import PREFIXES as WEB_PREFIXES
 from trackbook.web.errors import WebErrors
 from trackbook.web.headers import SecurityHeaders
+from trackbook.web.reference import install as install_reference
 from trackbook.web.routes import router as web_router
 from trackbook.web.session import BadCsrf, SignInRequired, signin_url
 from trackbook.web.tracker import router as tracker_router
@@ -78,6 +79,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         summary="Contact event tracking: a native API beside FluentCRM, Octeth, "
         "ActiveCampaign and Segment wire dialects.",
         lifespan=lifespan,
+        # FastAPI's own pages load their assets from a CDN; web.reference serves them
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -131,6 +135,7 @@ def _install_dashboard(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=Path(web.__file__).parent / "static"), "static")
     app.include_router(web_router)
     app.include_router(tracker_router)
+    install_reference(app)
 
     @app.exception_handler(SignInRequired)
     async def sign_in_first(_: Request, error: Exception) -> Response:

@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
 PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# terminal escapes (colours, cursor moves): uvicorn adds its message again in colour as
+# `color_message`, and a message may carry them from elsewhere
+ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+
+
+class JsonLines(JsonFormatter):
+    """One JSON object per line, with no terminal escapes for a log store to keep."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        log_data.pop("color_message", None)
+        return {
+            name: ANSI.sub("", value) if isinstance(value, str) else value
+            for name, value in log_data.items()
+        }
 
 
 def configure(level: str) -> None:
@@ -17,7 +33,7 @@ def configure(level: str) -> None:
         handler.setFormatter(logging.Formatter(PLAIN))
     else:
         handler.setFormatter(
-            JsonFormatter(
+            JsonLines(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             )

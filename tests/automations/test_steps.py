@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 from datetime import timedelta
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
 from tests.automations.conftest import WebhookReceiver, drain
 from tests.automations.test_end_to_end import create_automation, runs_of
-from tests.support import ManualClock, Tenant
+from tests.support import ManualClock, Tenant, make_tenant
+from trackbook.app import create_app
 from trackbook.contacts import service as contacts
 from trackbook.db.tables import webhook_endpoints
 from trackbook.delivery.guard import BlockedTarget, check_url, resolve
 from trackbook.delivery.webhooks import WebhookSender
 from trackbook.keyring import Keyring, new_key
 from trackbook.services import Services
+from trackbook.settings import Settings
 
 
 async def track(
@@ -328,3 +332,98 @@ async def test_a_track_action_that_would_loop_is_refused(
     assert refused.status_code == 422
     assert refused.json()["error"]["field"] == "actions.0.event"
     assert "pong -> ping -> pong" in refused.json()["error"]["message"]
+
+
+def _warnings(caplog: pytest.LogCaptureFixture, **about: object) -> list[logging.LogRecord]:
+    return [
+        record
+        for record in caplog.records
+        if record.name == "trackbook.delivery.worker"
+        and record.levelno == logging.WARNING
+        and all(getattr(record, name, None) == value for name, value in about.items())
+    ]
+
+
+async def test_a_refused_target_and_the_run_it_fails_are_logged_with_their_ids(
+    settings: Settings,
+    clock: ManualClock,
+    receiver: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    refusing = create_app(settings.model_copy(update={"webhook_allow_private": False}), clock=clock)
+    async with (
+        LifespanManager(refusing),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=refusing), base_url="http://trackbook.test"
+        ) as client,
+    ):
+        services: Services = refusing.state.services
+        tenant = await make_tenant(services)
+        hook = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": receiver.url})
+        endpoint_id = hook.json()["id"]
+        automation_id = await create_automation(
+            client,
+            tenant,
+            name="To a loopback hook",
+            trigger={"event": "order"},
+            actions=[{"type": "webhook", "webhook_id": endpoint_id}],
+        )
+        await track(client, tenant, "order", "refused@example.com")
+        caplog.set_level(logging.INFO, logger="trackbook.delivery.worker")
+        await drain(services)
+        [run] = await runs_of(client, tenant, automation_id)
+
+    assert receiver.received == []
+    assert run["status"] == "failed"
+    assert "TRACKBOOK_WEBHOOK_ALLOW_PRIVATE" in run["error"]
+    [refused] = _warnings(caplog, webhook_endpoint_id=endpoint_id)
+    assert refused.run_id == run["id"]
+    assert "TRACKBOOK_WEBHOOK_ALLOW_PRIVATE" in refused.reason
+    assert "TRACKBOOK_WEBHOOK_ALLOW_PRIVATE" in refused.getMessage()
+    [failed] = _warnings(caplog, automation_id=automation_id)
+    assert failed.run_id == run["id"]
+    assert failed.step == 0
+    assert "TRACKBOOK_WEBHOOK_ALLOW_PRIVATE" in failed.reason
+
+
+async def test_a_run_whose_step_fails_every_attempt_is_logged_when_it_gives_up(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    services: Services,
+    receiver: WebhookReceiver,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock.set(clock.now())
+    hook = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": receiver.url})
+    endpoint_id = hook.json()["id"]
+    automation_id = await create_automation(
+        client,
+        tenant,
+        name="Down hook",
+        trigger={"event": "order"},
+        actions=[
+            {"type": "add_tag", "tag": "buyer"},
+            {"type": "webhook", "webhook_id": endpoint_id},
+        ],
+    )
+    receiver.answers = [503, 503, 503]  # settings allow 3 attempts a step
+    await track(client, tenant, "order", "down@example.com")
+    caplog.set_level(logging.INFO, logger="trackbook.delivery.worker")
+    await drain(services)
+    # retried while attempts remain: said, not warned
+    assert _warnings(caplog) == []
+    retried = [r for r in caplog.records if getattr(r, "automation_id", None) == automation_id]
+    assert [(r.levelno, r.attempts) for r in retried] == [(logging.INFO, 1)]
+    for wait in (61, 121):
+        clock.advance(timedelta(seconds=wait))
+        await drain(services)
+    [run] = await runs_of(client, tenant, automation_id)
+    assert run["status"] == "failed"
+    assert len(receiver.received) == 3
+
+    [failed] = _warnings(caplog, automation_id=automation_id)
+    assert (failed.run_id, failed.step, failed.attempts) == (run["id"], 1, 3)
+    assert failed.reason == "HTTP 503"
+    [gave_up] = _warnings(caplog, webhook_endpoint_id=endpoint_id)
+    assert (gave_up.run_id, gave_up.attempts, gave_up.reason) == (run["id"], 3, "HTTP 503")

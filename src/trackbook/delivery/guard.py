@@ -77,7 +77,10 @@ async def resolve(url: httpx.URL, *, allow_private: bool) -> IPAddress:
     if not allow_private:
         for address in addresses:
             if not is_public(address):
-                raise BlockedTarget(f"{host} is {address}, not a public address")
+                raise BlockedTarget(
+                    f"{host} is {address}, not a public address; private and loopback "
+                    "targets need TRACKBOOK_WEBHOOK_ALLOW_PRIVATE=true"
+                )
     return addresses[0]
 
 

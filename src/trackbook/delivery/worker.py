@@ -295,7 +295,7 @@ class Worker:
             try:
                 await self._act(run, step, action, context)
             except StepFailed as failure:
-                await self._finish_run(run, failure, attempts=attempts)
+                await self._finish_run(run, failure, step=step, attempts=attempts)
                 return
             step, attempts = step + 1, 0
             attempts_reset = {"step": step, "attempts": 0, "last_error": None}
@@ -310,15 +310,44 @@ class Worker:
         failure: StepFailed,
         status: str | None = None,
         *,
+        step: int | None = None,
         attempts: int | None = None,
     ) -> None:
         """Records a failed step: retried later, or the run ends failed (or `status`).
-        `attempts` is how often the failed step was tried before (default: as claimed)."""
+        `step` and `attempts` (how often it was tried before) default to the claimed ones."""
+        step = run.step if step is None else step
         attempts = (run.attempts if attempts is None else attempts) + 1
         values = self._settled(attempts, failure)
         if status is not None:
             values["status"] = status
         await self._db.write(self._update, automation_runs, run, attempts=attempts, **values)
+        about = {
+            "account_id": run.account_id,
+            "automation_id": run.automation_id,
+            "run_id": run.id,
+            "step": step,
+            "attempts": attempts,
+            "reason": failure.error,
+        }
+        if values["status"] == "failed":
+            log.warning(
+                "automation %d: run %d failed at step %d: %s",
+                run.automation_id,
+                run.id,
+                step,
+                failure.error,
+                extra=about,
+            )
+        elif values["status"] == "pending":
+            log.info(
+                "automation %d: run %d, step %d failed (attempt %d), retried later: %s",
+                run.automation_id,
+                run.id,
+                step,
+                attempts,
+                failure.error,
+                extra=about,
+            )
 
     async def _act(
         self, run: sa.Row[Any], step: int, action: dict[str, Any], context: _Context
@@ -515,10 +544,49 @@ class Worker:
                 duration_ms=result.duration_ms,
             )
         )
+        attempts = delivery.attempts + 1
         if result.delivered:
-            return delivery.attempts + 1, None
+            return attempts, None
         failure = StepFailed(result.error or "not delivered", permanent=result.permanent)
-        return delivery.attempts + 1, failure
+        self._log_undelivered(delivery, attempts, failure)
+        return attempts, failure
+
+    def _log_undelivered(self, delivery: sa.Row[Any], attempts: int, failure: StepFailed) -> None:
+        about = {
+            "account_id": delivery.account_id,
+            "webhook_endpoint_id": delivery.endpoint_id,
+            "delivery_id": delivery.id,
+            "run_id": delivery.run_id,
+            "attempts": attempts,
+            "reason": failure.error,
+        }
+        if failure.permanent:
+            # a refused target: nothing was sent, and retrying cannot help
+            log.warning(
+                "webhook endpoint %d: delivery %d not sent: %s",
+                delivery.endpoint_id,
+                delivery.id,
+                failure.error,
+                extra=about,
+            )
+        elif attempts >= self._settings.worker_max_attempts:
+            log.warning(
+                "webhook endpoint %d: delivery %d failed for good after %d attempts: %s",
+                delivery.endpoint_id,
+                delivery.id,
+                attempts,
+                failure.error,
+                extra=about,
+            )
+        else:
+            log.info(
+                "webhook endpoint %d: delivery %d failed (attempt %d), retried later: %s",
+                delivery.endpoint_id,
+                delivery.id,
+                attempts,
+                failure.error,
+                extra=about,
+            )
 
     async def _send(
         self, endpoint: sa.Row[Any], webhook_id: str, payload: Any, sent_at: datetime

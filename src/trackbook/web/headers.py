@@ -20,9 +20,8 @@ PAGE_HEADERS = {
 
 class SecurityHeaders(HeadersMiddleware):
     def add_headers(self, scope: Scope, headers: MutableHeaders) -> None:
-        html = headers.get("content-type", "").startswith("text/html")
-        # the API reference pages load FastAPI's Swagger UI and ReDoc assets
-        if html and not scope["path"].startswith(("/docs", "/redoc")):
+        # a page with a policy of its own (the API reference) keeps it
+        if headers.get("content-type", "").startswith("text/html"):
             for name, value in PAGE_HEADERS.items():
                 headers.setdefault(name, value)
         else:

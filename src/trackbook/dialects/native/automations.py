@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Query
+from fastapi import Depends, Query
 from pydantic import Field
 from starlette.responses import Response
 
@@ -12,13 +12,13 @@ from trackbook.automations import service as automations
 from trackbook.automations.service import Automation, Run
 from trackbook.delivery import webhooks
 from trackbook.delivery.webhooks import Delivery, Endpoint
-from trackbook.dialects.native.models import Body
+from trackbook.dialects.native.models import Body, json_content
 from trackbook.dialects.native.routes import AccountDep, ServicesDep
 from trackbook.dialects.responses import JSON, iso
 from trackbook.routing import PrefixRouter
 from trackbook.services import Services
 
-router = PrefixRouter(prefix="/v1")
+router = PrefixRouter(prefix="/v1", dependencies=[Depends(json_content)])
 RUN_STATUSES = Literal["pending", "running", "done", "failed", "cancelled"]
 
 

@@ -9,6 +9,13 @@ from trackbook.dialects.responses import ErrorReply, native_error
 from trackbook.errors import Conflict, DomainError, Invalid, NotFound
 from trackbook.events.errors import TrackingDisabled
 
+
+class BodyNotJson(DomainError):
+    """A body sent without a JSON Content-Type, as `curl -d` sends one (a form)."""
+
+    code = "unsupported_media_type"
+
+
 # Core field names, as the native API's bodies call them.
 _WIRE_FIELDS = {"name": "event", "occurred_at": "timestamp"}
 
@@ -43,6 +50,8 @@ def reply_for(error: DomainError, path: str = "") -> ErrorReply:
             return ErrorReply(409, error.code, error.message)
         case TrackingDisabled():
             return ErrorReply(409, error.code, error.message)
+        case BodyNotJson():
+            return ErrorReply(415, error.code, error.message)
     return ErrorReply(400, error.code, error.message)
 
 

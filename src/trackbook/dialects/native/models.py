@@ -7,10 +7,28 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
+from starlette.requests import Request
 
 from trackbook.contacts.identity import ContactRef, UnknownContact
+from trackbook.dialects.native.errors import BodyNotJson
 from trackbook.events.model import TrackCommand
 from trackbook.events.validation import parse_timestamp
+
+
+def json_content(request: Request) -> None:
+    """A body must say it is JSON. `curl -d` sends a form's Content-Type, which would
+    otherwise be refused as "not a valid dictionary", leaving the sender to guess why."""
+    has_body = request.headers.get("content-length", "0") != "0" or (
+        "transfer-encoding" in request.headers
+    )
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if has_body and content_type != "application/json" and not content_type.endswith("+json"):
+        sent = f"Content-Type {content_type}" if content_type else "no Content-Type"
+        raise BodyNotJson(
+            f"the body must be JSON, sent with the header Content-Type: application/json "
+            f"(this one came with {sent}; curl -d sends a form: use --json, or add "
+            "-H 'Content-Type: application/json')"
+        )
 
 
 class Body(BaseModel):
@@ -18,7 +36,9 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ContactIn(Body):
+class ContactRefIn(Body):
+    # not ContactIn: the ActiveCampaign dialect has one, and two models of one name are
+    # shown in the API reference under their module paths
     id: int | None = None
     email: str | None = None
     external_id: str | None = None
@@ -36,7 +56,7 @@ class ContactIn(Body):
 
 class TrackIn(Body):
     event: str = Field(description="The event name, 1 to 255 characters.")
-    contact: ContactIn
+    contact: ContactRefIn
     title: str | None = None
     value: str | StrictInt | StrictFloat | None = None
     properties: dict[str, Any] | None = None
@@ -78,10 +98,18 @@ class _WellFormedBatch(Body):
     events: list[TrackIn]
 
 
+def _batch_schema() -> dict[str, Any]:
+    """The body as a sender writes it: each event as /v1/track's body, TrackIn, which
+    the API reference holds among its schemas."""
+    schema = _WellFormedBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+    del schema["$defs"]
+    return {**schema, "title": "BatchIn"}
+
+
 BATCH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": BatchIn.model_json_schema()}},
+        "content": {"application/json": {"schema": _batch_schema()}},
     }
 }
 """The OpenAPI of /v1/batch's body, which the route reads itself (batch_events)."""
@@ -124,7 +152,7 @@ def batch_events(body: bytes) -> list[TrackIn] | list[dict[str, Any]]:
 
 class IdentifyIn(Body):
     anonymous_id: str = Field(min_length=1, max_length=255)
-    contact: ContactIn
+    contact: ContactRefIn
     traits: dict[str, Any] | None = None
 
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.responses import Response
 
 from trackbook.accounts import service as accounts
-from trackbook.accounts.errors import Forbidden
+from trackbook.accounts.errors import Forbidden, Unauthenticated
 from trackbook.accounts.service import Account
 from trackbook.contacts import privacy
 from trackbook.contacts import service as contacts
@@ -30,6 +30,7 @@ from trackbook.dialects.native.models import (
     SegmentPatchIn,
     TrackIn,
     batch_events,
+    json_content,
 )
 from trackbook.dialects.responses import JSON, ErrorReply, iso
 from trackbook.errors import DomainError, Invalid, NotFound
@@ -43,19 +44,30 @@ from trackbook.segments import service as segments
 from trackbook.segments.service import Segment
 from trackbook.services import Services, services_of
 
-router = PrefixRouter(prefix="/v1")
+router = PrefixRouter(prefix="/v1", dependencies=[Depends(json_content)])
 ServicesDep = Annotated[Services, Depends(services_of)]
 
 
+BEARER = "`Authorization: Bearer <API key>`"
+
+
 def _bearer(authorization: str | None) -> str:
-    scheme, _, secret = (authorization or "").partition(" ")
-    return secret.strip() if scheme.lower() == "bearer" else ""
+    """The key of `Authorization: Bearer <key>`; "" when there is none. A key sent bare
+    or under another scheme is refused with how to send it, never used."""
+    if not authorization or not authorization.strip():
+        return ""
+    scheme, _, secret = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise Unauthenticated(
+            f"the Authorization header must be Bearer followed by the API key: send {BEARER}"
+        )
+    return secret.strip()
 
 
 async def current_account(
     request: Request,
     services: ServicesDep,
-    authorization: Annotated[str | None, Header(description="Bearer <API key>")] = None,
+    authorization: Annotated[str | None, Header(description=BEARER)] = None,
 ) -> Account:
     presented = _bearer(authorization)
     account = await services.auth.authenticate(presented)
@@ -69,7 +81,7 @@ async def ingesting_account(
     request: Request,
     services: ServicesDep,
     authorization: Annotated[
-        str | None, Header(description="Bearer <API key>, secret or publishable")
+        str | None, Header(description=f"{BEARER}, the key secret or publishable")
     ] = None,
 ) -> Account:
     """As current_account, for the routes a publishable key may call too."""
