@@ -8,6 +8,7 @@ the first seals, all of them open, which is how the server key is rotated.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 from pathlib import Path
@@ -21,6 +22,13 @@ from trackbook.settings import Settings
 log = logging.getLogger(__name__)
 
 SEALED_MARKER = "sealed:"
+
+
+def same_secret(given: str, held: str) -> bool:
+    """A constant-time comparison of a presented secret with the one held. On text,
+    `hmac.compare_digest` raises TypeError for anything but ASCII, so a hostile key or
+    form token was a 500; compared as UTF-8 bytes it is simply not equal."""
+    return hmac.compare_digest(given.encode(), held.encode())
 
 
 class KeyringError(Exception):

@@ -12,6 +12,7 @@ from tests.support import Tenant
 from trackbook.accounts import service as accounts
 from trackbook.accounts import users
 from trackbook.services import Services
+from trackbook.web.session import SIGNIN_CSRF_COOKIE
 
 PASSWORD = "correct horse battery"
 
@@ -76,3 +77,20 @@ async def test_account_b_cannot_see_or_change_account_a(
     still = await client.get(f"/v1/automations/{automation_id}", headers=tenant.headers)
     assert still.json()["enabled"] is True
     assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 200
+
+
+async def test_a_csrf_token_that_is_not_ascii_is_refused_not_a_server_error(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    await services.db.write(
+        users.create_user, tenant.id, "nonascii@example.com", PASSWORD, now=services.clock.now()
+    )
+    client.cookies.set(SIGNIN_CSRF_COOKIE, "x")
+    signin = await client.post(
+        "/signin", data={"csrf": "\u00e9", "next": "/", "email": "nonascii@example.com"}
+    )
+    assert signin.status_code == 401
+    assert "The form expired" in signin.text
+    await sign_in(client, "nonascii@example.com")
+    forged = await client.post("/settings/tracking", data={"tracking": "off", "csrf": "\u00e9"})
+    assert forged.status_code == 403

@@ -24,6 +24,7 @@ from trackbook.contacts.errors import ListInUse
 from trackbook.delivery import webhooks
 from trackbook.errors import DomainError
 from trackbook.events import catalog, dropped, queries
+from trackbook.keyring import same_secret
 from trackbook.routing import PrefixRouter
 from trackbook.segments import service as segments
 from trackbook.services import Services, services_of
@@ -125,7 +126,7 @@ async def signin(request: Request, services: ServicesDep) -> Response:
     form = await request.form()
     next_path = str(form.get("next") or "/")
     expected = request.cookies.get(SIGNIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
+    if not expected or not same_secret(str(form.get("csrf", "")), expected):
         return _signin_page(request, next_path, error="The form expired; please sign in again.")
     signed_in = await services.db.write(
         users.sign_in,

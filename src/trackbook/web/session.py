@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 from urllib.parse import quote
 
@@ -12,6 +11,7 @@ from starlette.responses import Response
 
 from trackbook.accounts import users
 from trackbook.accounts.users import Session
+from trackbook.keyring import same_secret
 from trackbook.metrics import current_account
 from trackbook.services import Services, services_of
 
@@ -68,6 +68,6 @@ async def checked_form(request: Request, session: Session) -> FormData:
     """The posted form, once its CSRF token is this session's."""
     form = await request.form()
     token = form.get("csrf")
-    if not isinstance(token, str) or not secrets.compare_digest(token, session.csrf_token):
+    if not isinstance(token, str) or not same_secret(token, session.csrf_token):
         raise BadCsrf
     return form

@@ -91,6 +91,8 @@ async def test_refusals_are_success_0(
     visit = '{"email":"limits@example.com"}'
     cases = [
         ({"actid": account.actid, "key": "0" * 40, "event": "x", "visit": visit}, 403),
+        # a key that is not ASCII is a wrong key, not a 500 (compare_digest refuses text)
+        ({"actid": account.actid, "key": "\u00c2", "event": "x", "visit": visit}, 403),
         ({"actid": "000000000", "key": account.event_key, "event": "x", "visit": visit}, 403),
         ({"key": account.event_key, "event": "x"}, 403),
         (form(account, visit=visit), 400),
@@ -150,6 +152,8 @@ async def test_v1_track_event_add(
     wrong_key = await client.post(url, data={**fields, "api_key": "tb_live_nope"})
     assert wrong_key.status_code == 403
     assert wrong_key.json()["success"] == 0
+    not_ascii = await client.post(url, data={**fields, "key": "cl\u00e9"})
+    assert (not_ascii.status_code, not_ascii.json()["success"]) == (403, 0)
     events = await client.get(f"/v1/contacts/{contact_id}/events", headers=tenant.headers)
     assert [(e["event"], e["value"]) for e in events.json()["data"]] == [
         ("my_custom_event", "12345")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 import orjson
@@ -18,6 +17,7 @@ from trackbook.dialects.responses import JSON
 from trackbook.errors import Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
+from trackbook.keyring import same_secret
 from trackbook.metrics import current_account
 from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
@@ -50,8 +50,8 @@ async def _account_by_actid(request: Request, services: Services, actid: Any, ke
         raise TrackcmpRefused("actid and key are required", 403)
     await services.limiter.check(request, "trackcmp_actid", f"actid:{actid.strip()}")
     account = await services.auth.account_by_actid(actid.strip())
-    if account is None or not hmac.compare_digest(
-        services.keyring.open(account.sealed_event_key), key.strip()
+    if account is None or not same_secret(
+        key.strip(), services.keyring.open(account.sealed_event_key)
     ):
         raise TrackcmpRefused("Invalid actid or key", 403)
     current_account.set(account.id)
@@ -128,7 +128,7 @@ async def v1_api(
     secret = params.get("api_key")
     account = await services.auth.authenticate(secret if isinstance(secret, str) else None)
     await services.limiter.check(request, "activecampaign", f"account:{account.id}")
-    if params.get("actid") != account.actid or not hmac.compare_digest(
+    if params.get("actid") != account.actid or not same_secret(
         str(params.get("key") or ""), services.keyring.open(account.sealed_event_key)
     ):
         raise TrackcmpRefused("Invalid actid or key", 403)
