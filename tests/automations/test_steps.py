@@ -246,6 +246,8 @@ PRIVATE_HOSTS = [
     "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
     "[2002:a9fe:a9fe::]",  # 6to4 of 169.254.169.254
     "[fec0::1]",  # site-local
+    "[::ffff:0:a9fe:a9fe]",  # IPv4-translated 169.254.169.254
+    "[64:ff9b:1::a00:1]",  # local-use NAT64 of 10.0.0.1
 ]
 
 
