@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from trackbook.db.engine import Database
@@ -52,3 +53,24 @@ async def test_sqlite_runs_in_wal_mode(database_url: str) -> None:
     finally:
         await db.dispose()
     assert mode == "wal"
+
+
+async def test_sqlite_connections_overwrite_what_is_deleted(database_url: str) -> None:
+    db = Database(database_url)
+    if not db.is_sqlite:
+        await db.dispose()
+        pytest.skip("a SQLite setting")
+    try:
+        async with db.read() as reader, db.transaction() as writer:
+            settings = [
+                await conn.scalar(sa.text("PRAGMA secure_delete")) for conn in (reader, writer)
+            ]
+        settings.append(await db.run_transaction(_secure_delete))
+        settings.append(await db.run_query(_secure_delete))
+    finally:
+        await db.dispose()
+    assert settings == [1, 1, 1, 1]
+
+
+def _secure_delete(conn: sa.Connection) -> object:
+    return conn.scalar(sa.text("PRAGMA secure_delete"))
