@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import httpx
+import pytest
 import sqlalchemy as sa
 
 from tests.automations.conftest import WebhookReceiver, drain
@@ -158,3 +162,124 @@ async def test_dashboard_pages_carry_security_headers(client: httpx.AsyncClient)
         assert docs.headers["x-frame-options"] == "DENY"
     api = await client.get("/healthz")
     assert api.headers["x-content-type-options"] == "nosniff"
+
+
+async def dropped_payloads(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
+    listed = await client.get("/v1/dropped-events", headers=tenant.headers, params={"limit": 100})
+    return [item["payload"] for item in listed.json()["data"]]
+
+
+async def test_export_and_erase_match_dropped_events_by_exact_identity(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    bob = await client.post(
+        "/v1/contacts", headers=tenant.headers, json={"email": "bob@ex.com", "external_id": "7"}
+    )
+    assert bob.status_code == 201, bob.text
+    bob_id = bob.json()["id"]
+    account = await services.db.query(accounts.get_account, tenant.id)
+    # an unknown contact at ActiveCampaign's event endpoint: dropped, not stored
+    spawned = await client.post(
+        "/event",
+        data={
+            "actid": account.actid,
+            "key": services.keyring.open(account.sealed_event_key),
+            "event": "visit",
+            "visit[email]": "mallory.bob@ex.com",
+        },
+    )
+    assert spawned.status_code == 200, spawned.text
+    # Segment group calls are kept as dropped events
+    for message in (
+        {"anonymousId": "someone-else", "messageId": "7"},
+        {"userId": "7", "messageId": "bob-by-id"},
+        {"anonymousId": "v-1", "context": {"traits": {"email": "Bob@Ex.com"}}},
+    ):
+        grouped = await client.post(
+            "/segment/v1/group", auth=(tenant.key, ""), json={**message, "groupId": "acme"}
+        )
+        assert grouped.status_code == 200, grouped.text
+    assert len(await dropped_payloads(client, tenant)) == 4
+
+    exported = await client.get(f"/v1/contacts/{bob_id}/export", headers=tenant.headers)
+    held = [item["payload"]["message"] for item in exported.json()["dropped_events"]]
+    assert sorted(str(message.get("messageId")) for message in held) == ["None", "bob-by-id"]
+    assert [message["context"] for message in held if "context" in message] == [
+        {"traits": {"email": "Bob@Ex.com"}}
+    ]
+
+    erased = await client.delete(f"/v1/contacts/{bob_id}", headers=tenant.headers)
+    assert erased.status_code == 204
+    left = await dropped_payloads(client, tenant)
+    assert sorted(
+        payload["visit"]["email"] if "visit" in payload else payload["message"]["messageId"]
+        for payload in left
+    ) == ["7", "mallory.bob@ex.com"]
+
+
+async def test_erase_removes_property_names_only_its_events_brought_in(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    listed = await client.post("/v1/lists", headers=tenant.headers, json={"name": "News"})
+    list_id = listed.json()["id"]
+    for email, properties in (
+        ("bob@ex.com", {"sku": "A-1", "bobs_diagnosis": "flu"}),
+        ("alice@ex.com", {"sku": "B-2", "coupon": "X"}),
+        ("bob@ex.com", {"coupon": "Y"}),
+    ):
+        tracked = await client.post(
+            "/api/v1/event",
+            json={
+                "APIKey": tenant.key,
+                "Event": "purchase",
+                "Email": email,
+                "ListID": list_id,
+                "Properties": properties,
+            },
+        )
+        assert tracked.status_code == 200, tracked.text
+
+    async def catalog() -> tuple[list[str], list[str]]:
+        named = await client.get("/v1/event-names/purchase/properties", headers=tenant.headers)
+        of_list = await client.get(
+            "/api/v1/website_events.properties",
+            params={"ListID": list_id},
+            headers={"Authorization": f"Bearer {tenant.key}"},
+        )
+        return named.json()["properties"], of_list.json()["Properties"]["purchase"]
+
+    assert await catalog() == (["bobs_diagnosis", "coupon", "sku"],) * 2
+    found = await client.get("/v1/contacts", headers=tenant.headers, params={"email": "bob@ex.com"})
+    [bob] = found.json()["data"]
+    erased = await client.delete(f"/v1/contacts/{bob['id']}", headers=tenant.headers)
+    assert erased.status_code == 204
+    assert await catalog() == (["coupon", "sku"],) * 2
+
+
+async def test_erased_text_is_left_neither_in_the_sqlite_file_nor_its_wal(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, database_url: str
+) -> None:
+    if not services.db.is_sqlite:
+        pytest.skip("SQLite's file and WAL")
+    marker = "scrub-me-5e1f9c@example.com"
+    tracked = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": "signup", "contact": {"email": marker}, "title": marker},
+    )
+    assert tracked.status_code == 201, tracked.text
+    path = Path(sa.make_url(database_url).database or "")
+
+    def on_disk() -> bool:
+        return any(
+            marker.encode() in file.read_bytes()
+            for file in (path, path.with_name(path.name + "-wal"))
+            if file.exists()
+        )
+
+    assert on_disk()
+    erased = await client.delete(
+        f"/v1/contacts/{tracked.json()['contact_id']}", headers=tenant.headers
+    )
+    assert erased.status_code == 204
+    assert not on_disk()

@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from trackbook.db.engine import Database
@@ -75,3 +76,24 @@ async def test_the_tables_declared_autoincrement_are_so_on_sqlite(database_url: 
             assert set(found) == declared
     finally:
         await db.dispose()
+
+
+async def test_sqlite_connections_overwrite_what_is_deleted(database_url: str) -> None:
+    db = Database(database_url)
+    if not db.is_sqlite:
+        await db.dispose()
+        pytest.skip("a SQLite setting")
+    try:
+        async with db.read() as reader, db.transaction() as writer:
+            settings = [
+                await conn.scalar(sa.text("PRAGMA secure_delete")) for conn in (reader, writer)
+            ]
+        settings.append(await db.run_transaction(_secure_delete))
+        settings.append(await db.run_query(_secure_delete))
+    finally:
+        await db.dispose()
+    assert settings == [1, 1, 1, 1]
+
+
+def _secure_delete(conn: sa.Connection) -> object:
+    return conn.scalar(sa.text("PRAGMA secure_delete"))

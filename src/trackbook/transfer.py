@@ -296,6 +296,13 @@ def _iso(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+# OWASP's rule for CSV (formula) injection: a cell a spreadsheet would read as a formula
+# starts with one of these; a leading ' makes it text. Kept here rather than taken from
+# defusedcsv, which leaves tab and carriage return out and rewrites | inside the cell.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
@@ -303,4 +310,8 @@ def _cell(value: Any) -> str:
         return orjson.dumps(value).decode()
     if hasattr(value, "isoformat"):
         return str(value.isoformat())
-    return str(value)
+    text = str(value)
+    # a negative number stays a number: as a formula it is only itself
+    if text.startswith(_FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text

@@ -57,6 +57,13 @@ async def test_automation_lifecycle(client: httpx.AsyncClient, tenant: Tenant) -
             "actions.0.text",
         ),
         ({"actions": [{"type": "track", "event": "signup"}]}, "actions.0.event"),
+        *(
+            (
+                {"actions": [{"type": "email", "subject": "Hi", "text": "x", "to": to}]},
+                "actions.0.to",
+            )
+            for to in ("a@example.com, b@example.com", "Ann <a@example.com>", ["a@example.com"])
+        ),
         ({"actions": [{"type": "webhook", "webhook_id": 999999}]}, "actions.0.webhook_id"),
         ({"actions": [{"type": "add_to_list", "list_id": 999999}]}, "actions.0.list_id"),
         ({"conditions": {"min_count": 0}}, "conditions.min_count"),

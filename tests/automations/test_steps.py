@@ -250,6 +250,8 @@ PRIVATE_HOSTS = [
     "[64:ff9b::a9fe:a9fe]",  # NAT64 of 169.254.169.254
     "[2002:a9fe:a9fe::]",  # 6to4 of 169.254.169.254
     "[fec0::1]",  # site-local
+    "[::ffff:0:a9fe:a9fe]",  # IPv4-translated 169.254.169.254
+    "[64:ff9b:1::a00:1]",  # local-use NAT64 of 10.0.0.1
 ]
 
 
@@ -349,29 +351,35 @@ async def test_a_refused_target_and_the_run_it_fails_are_logged_with_their_ids(
     clock: ManualClock,
     receiver: WebhookReceiver,
     caplog: pytest.LogCaptureFixture,
+    client: httpx.AsyncClient,
 ) -> None:
+    # registered where private targets are allowed, sent where they no longer are (a
+    # setting turned off, or a name that now resolves to a private address)
+    allowing = client
     refusing = create_app(settings.model_copy(update={"webhook_allow_private": False}), clock=clock)
     async with (
         LifespanManager(refusing),
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=refusing), base_url="http://trackbook.test"
-        ) as client,
+        ) as through_refusing,
     ):
         services: Services = refusing.state.services
         tenant = await make_tenant(services)
-        hook = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": receiver.url})
+        hook = await allowing.post(
+            "/v1/webhooks", headers=tenant.headers, json={"url": receiver.url}
+        )
         endpoint_id = hook.json()["id"]
         automation_id = await create_automation(
-            client,
+            through_refusing,
             tenant,
             name="To a loopback hook",
             trigger={"event": "order"},
             actions=[{"type": "webhook", "webhook_id": endpoint_id}],
         )
-        await track(client, tenant, "order", "refused@example.com")
+        await track(through_refusing, tenant, "order", "refused@example.com")
         caplog.set_level(logging.INFO, logger="trackbook.delivery.worker")
         await drain(services)
-        [run] = await runs_of(client, tenant, automation_id)
+        [run] = await runs_of(through_refusing, tenant, automation_id)
 
     assert receiver.received == []
     assert run["status"] == "failed"

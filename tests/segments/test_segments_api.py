@@ -178,3 +178,33 @@ async def test_patterns_are_checked_and_cannot_stall_the_server(
         json={"definition": {"value": {"event": "rx", "op": "regex", "value": "^(a+)+$"}}},
     )
     assert (nested.status_code, nested.json()["count"]) == (200, 0)
+
+
+async def test_a_repetition_postgresql_refuses_is_refused_when_saved(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    def definition(pattern: str) -> dict[str, object]:
+        return {"property": {"event": "rx", "path": "code", "op": "regex", "value": pattern}}
+
+    # RE2 takes counts up to 1000, PostgreSQL's engine up to 255
+    refused = await client.post(
+        "/v1/segments",
+        headers=tenant.headers,
+        json={"name": "Long codes", "definition": definition("^[a-z]{1,1000}$")},
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["error"]["field"] == "definition.property.value"
+    assert "255" in refused.json()["error"]["message"]
+    await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={"event": "rx", "contact": {"email": "rx@example.com"}, "properties": {"code": "ab"}},
+    )
+    saved = await client.post(
+        "/v1/segments",
+        headers=tenant.headers,
+        json={"name": "Codes", "definition": definition("^[a-z]{1,255}$")},
+    )
+    assert saved.status_code == 201, saved.text
+    counted = await client.get(f"/v1/segments/{saved.json()['id']}/count", headers=tenant.headers)
+    assert (counted.status_code, counted.json()["count"]) == (200, 1)

@@ -7,7 +7,8 @@
 
 ACTION is one of
 {"type": "webhook", "webhook_id"}                  a signed POST to a registered endpoint
-{"type": "email", "subject", "text"?, "html"?, "to"?}   personalised, over SMTP
+{"type": "email", "subject", "text"?, "html"?, "to"?}   personalised, over SMTP; `to` is
+                                                  one address (default: the contact's)
 {"type": "add_tag"|"remove_tag", "tag"}
 {"type": "add_to_list"|"remove_from_list", "list_id"}
 {"type": "wait", "amount", "unit": "seconds"|"minutes"|"hours"|"days"}
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from trackbook.contacts.identity import normalise_email
 from trackbook.errors import Invalid
 from trackbook.segments.definition import Match, parse_event_condition
 
@@ -133,7 +135,16 @@ def _email(raw: dict[str, Any], path: str) -> None:
         if raw.get(part) is not None:
             _text(raw, part, path, limit=MAX_TEMPLATE)
     if raw.get("to") is not None:
-        _text(raw, "to", path, limit=320)
+        check_recipient(raw["to"], f"{path}.to")
+
+
+def check_recipient(to: Any, field: str) -> str:
+    """Exactly one email address: not a list, not a display name, no header text."""
+    if not isinstance(to, str) or len(to) > 320:
+        raise Invalid(field, "must be one email address")
+    # contacts' rule: one address as email-validator reads it (a comma, a second
+    # address, a line break or a "Name <address>" fails)
+    return normalise_email(to, field)
 
 
 def _wait(raw: dict[str, Any], path: str) -> None:

@@ -19,6 +19,7 @@ from trackbook.contacts.errors import (
     ListNotFound,
 )
 from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
+from trackbook.db.engine import Database
 from trackbook.db.tables import (
     automation_runs,
     automations,
@@ -429,9 +430,9 @@ async def update_contact(
 async def dropped_naming(
     conn: AsyncConnection, account_id: int, contact: Contact
 ) -> sa.ColumnElement[bool]:
-    """Which of the account's dropped events name the contact: by email anywhere in the
-    payload, or by external id or an anonymous alias as a whole JSON string (Segment's
-    userId and anonymousId, Octeth's ID and UUID)."""
+    """Which of the account's dropped events name the contact: by its email, its external
+    id or one of its anonymous aliases, each equal to the one the dropped event names
+    (never text somewhere in its payload: `bob@ex.com` is not `mallory.bob@ex.com`)."""
     aliases = (
         await conn.scalars(
             sa.select(contact_aliases.c.alias).where(
@@ -440,25 +441,74 @@ async def dropped_naming(
             )
         )
     ).all()
-    payload = sa.func.lower(sa.cast(dropped_events.c.payload, sa.Text))
-    names = [
-        payload.contains(f'"{name.lower()}"', autoescape=True)
-        for name in (contact.external_id, *aliases)
-        if name
-    ]
+    names: list[sa.ColumnElement[bool]] = []
     if contact.email:
-        names.append(payload.contains(contact.email.lower(), autoescape=True))
+        names.append(dropped_events.c.email == contact.email)
+    if contact.external_id:
+        names.append(dropped_events.c.external_id == contact.external_id)
+    if aliases:
+        names.append(dropped_events.c.anonymous_id.in_(aliases))
     return sa.and_(dropped_events.c.account_id == account_id, sa.or_(sa.false(), *names))
+
+
+# The property names (top-level keys, cut to 255 characters, as the event writer records
+# them) of an event row `e`; PostgreSQL refuses jsonb_object_keys on anything but an object.
+_KEYS = {
+    "postgresql": "jsonb_object_keys(CASE jsonb_typeof(e.properties) WHEN 'object' "
+    "THEN e.properties ELSE '{}'::jsonb END) AS k(key)",
+    "sqlite": "json_each(CASE json_type(e.properties) WHEN 'object' "
+    "THEN e.properties ELSE '{}' END) AS k",
+}
+_CUT = {"postgresql": "left(k.key, 255)", "sqlite": "substr(k.key, 1, 255)"}
+# Catalog rows named by the contact's events that no other contact's event names.
+_FORGET_PROPERTIES = """
+DELETE FROM {table}
+WHERE account_id = :account_id
+    AND ({scope}event_name, name) IN (
+        SELECT {event_scope}e.name, {cut} FROM events AS e, {keys}
+        WHERE e.account_id = :account_id AND e.contact_id = :contact_id)
+    AND NOT EXISTS (
+        SELECT 1 FROM events AS e, {keys}
+        WHERE e.account_id = :account_id AND e.contact_id <> :contact_id
+            AND e.name = {table}.event_name AND {cut} = {table}.name{same_list})"""
+
+
+async def _forget_property_names(conn: AsyncConnection, account_id: int, contact_id: int) -> None:
+    """Removes from the property catalog (per event name, and per list) the names only
+    this contact's events brought in: a key can itself be personal data."""
+    keys, cut = _KEYS[conn.dialect.name], _CUT[conn.dialect.name]
+    for table, scope, same_list in (
+        ("event_properties", "", ""),
+        ("list_event_properties", "list_id, ", " AND e.list_id = list_event_properties.list_id"),
+    ):
+        statement = _FORGET_PROPERTIES.format(
+            table=table,
+            scope=scope,
+            event_scope=scope.replace("list_id", "e.list_id"),
+            keys=keys,
+            cut=cut,
+            same_list=same_list,
+        )
+        await conn.execute(sa.text(statement), {"account_id": account_id, "contact_id": contact_id})
+
+
+async def erase_contact(db: Database, account_id: int, contact_id: int) -> None:
+    """The right to erasure: delete_contact in a transaction of its own, then no copy of
+    what it deleted left in SQLite's WAL."""
+    await db.write(delete_contact, account_id, contact_id)
+    await db.scrub()
 
 
 async def delete_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> None:
     """Erases the contact and everything held about it: events and their idempotency
     keys, counters, aliases, memberships, tags, automation runs, webhook deliveries of
-    its events with their attempts, and dropped events that name it."""
+    its events with their attempts, dropped events that name it, and property names
+    only its events brought in."""
     contact = await get_contact(conn, account_id, contact_id)
     await conn.execute(
         dropped_events.delete().where(await dropped_naming(conn, account_id, contact))
     )
+    await _forget_property_names(conn, account_id, contact_id)
     its_events = sa.select(events.c.id).where(
         events.c.account_id == account_id, events.c.contact_id == contact_id
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -110,6 +112,9 @@ class Database:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # what is deleted (an erased contact) is overwritten with zeros, not left in
+            # free pages of the file for anyone who reads it
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
             # REGEXP with RE2 in place of Python's re: matching time stays linear in the
             # text whatever the pattern, so a segment cannot stall the database thread
@@ -258,6 +263,17 @@ class Database:
             await connection.execute(sa.text(f"ANALYZE {', '.join(tables)}"))
             await connection.commit()
 
+    async def scrub(self) -> None:
+        """On SQLite, copies the WAL into the database file and empties it, so that what
+        committed transactions deleted (zeros in the file, by secure_delete) is left in
+        no older WAL frame either. Nothing to do on PostgreSQL."""
+        if not self.is_sqlite:
+            return
+        engine, thread = self._sqlite_sync_writer()
+        emptied = await asyncio.get_running_loop().run_in_executor(thread, _truncate_wal, engine)
+        if not emptied:
+            log.warning("the WAL could not be emptied now: a reader holds an older snapshot")
+
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.execute(sa.text("SELECT 1"))
@@ -317,6 +333,19 @@ class SerialWriter:
         if self._connection is not None:
             connection, self._connection = self._connection, None
             await connection.close()
+
+
+def _truncate_wal(engine: sa.Engine) -> bool:
+    # the raw connection: outside any transaction (a checkpoint cannot run in one), it
+    # waits for older readers up to the busy timeout
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        busy, _, _ = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        cursor.close()
+    finally:
+        connection.close()
+    return not busy
 
 
 def _in_sqlite_transaction(

@@ -264,7 +264,15 @@ dropped_events = sa.Table(
     sa.Column("reason", sa.String(64), nullable=False),
     sa.Column("payload", Json, nullable=False),
     sa.Column("received_at", UTCDateTime(), nullable=False),
+    # whom the payload names, as a contact holds them: export and erasure match these
+    # exactly, never text somewhere in the payload (migration 0013)
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("external_id", sa.String(255), nullable=True),
+    sa.Column("anonymous_id", sa.String(255), nullable=True),
     sa.Index(None, "account_id", "received_at"),
+    sa.Index(None, "account_id", "email"),
+    sa.Index(None, "account_id", "external_id"),
+    sa.Index(None, "account_id", "anonymous_id"),
     sqlite_autoincrement=True,
 )
 

@@ -20,6 +20,10 @@ class BlockedTarget(Exception):
     """The URL is not one a webhook may be sent to; retrying cannot help."""
 
 
+class PrivateTarget(BlockedTarget):
+    """The URL's host is (or resolves to) an address that is not public."""
+
+
 def check_url(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
@@ -33,7 +37,14 @@ def check_url(url: str) -> httpx.URL:
 
 
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
-SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+# Never public whatever they carry: site-local; IPv4-mapped and IPv4-translated (SIIT,
+# RFC 6145), which a public host has no need of (its IPv4 address serves) and which some
+# stacks route to the local host; local-use NAT64 (RFC 8215), whose translator maps to
+# whatever this network chose, private ranges included
+NEVER_PUBLIC = tuple(
+    ipaddress.ip_network(network)
+    for network in ("fec0::/10", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b:1::/48")
+)
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -49,7 +60,7 @@ def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | No
 
 def is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
-        if address in SITE_LOCAL:
+        if any(address in network for network in NEVER_PUBLIC):
             return False
         embedded = _embedded_ipv4(address)
         if embedded is not None and not is_public(embedded):
@@ -77,11 +88,30 @@ async def resolve(url: httpx.URL, *, allow_private: bool) -> IPAddress:
     if not allow_private:
         for address in addresses:
             if not is_public(address):
-                raise BlockedTarget(
+                raise PrivateTarget(
                     f"{host} is {address}, not a public address; private and loopback "
                     "targets need TRACKBOOK_WEBHOOK_ALLOW_PRIVATE=true"
                 )
     return addresses[0]
+
+
+async def check_target(url: str, *, allow_private: bool, seconds: float) -> None:
+    """Refuses a webhook URL when it is given (BlockedTarget): one that is not http(s),
+    or whose host is, or now resolves to, an address that is not public.
+
+    A name that does not resolve within `seconds` passes: its owner may add the record
+    later, and the resolver may be down for a while. That is safe because this check is
+    only the early answer: the address is checked again each time a message is sent
+    (`resolve`), which is what stops a name that points inside now or later (DNS
+    rebinding)."""
+    target = check_url(url)
+    if allow_private:
+        return
+    try:
+        async with asyncio.timeout(seconds):
+            await resolve(target, allow_private=False)
+    except OSError:  # no such name, no answer, or no answer in time (TimeoutError)
+        return
 
 
 def pinned(url: httpx.URL, address: IPAddress) -> tuple[httpx.URL, dict[str, str], dict[str, str]]:

@@ -16,13 +16,21 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks.webhooks import Webhook
 
+from trackbook.db.engine import Database
 from trackbook.db.tables import deliveries, delivery_attempts, webhook_endpoints
-from trackbook.delivery.guard import BlockedTarget, check_url, pinned, resolve
+from trackbook.delivery.guard import (
+    BlockedTarget,
+    check_target,
+    check_url,
+    pinned,
+    resolve,
+)
 from trackbook.errors import Invalid, NotFound
 from trackbook.keyring import Keyring
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 MAX_EVENT_NAMES = 100
+RESOLVE_SECONDS = 5.0
 
 
 class WebhookNotFound(NotFound):
@@ -37,6 +45,14 @@ class Endpoint:
     enabled: bool
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A webhook URL checked when it was given (`checked_target`): the only URL an
+    endpoint can be stored with."""
+
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +92,16 @@ def _endpoint(row: sa.Row[Any]) -> Endpoint:
     )
 
 
-def _check_url(url: Any) -> str:
+async def checked_target(url: Any, *, allow_private: bool) -> Target:
+    """The URL as a target, or Invalid: not http(s), or a host that is not public
+    (unless private targets are allowed); sending checks the address again."""
     if not isinstance(url, str) or len(url) > 2000:
         raise Invalid("url", "must be a URL of at most 2000 characters")
     try:
-        check_url(url)
-    except BlockedTarget as error:
+        await check_target(url, allow_private=allow_private, seconds=RESOLVE_SECONDS)
+    except BlockedTarget as error:  # a private one's message names the setting
         raise Invalid("url", str(error)) from None
-    return url
+    return Target(url)
 
 
 def _check_names(names: Any) -> list[str]:
@@ -95,11 +113,61 @@ def _check_names(names: Any) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+async def add_endpoint(
+    db: Database,
+    account_id: int,
+    *,
+    url: Any,
+    event_names: list[str],
+    enabled: bool,
+    now: datetime,
+    keyring: Keyring,
+    allow_private: bool,
+) -> CreatedEndpoint:
+    """Checks the target, then stores the endpoint. The check comes before the
+    transaction: resolving a name may take seconds, during which SQLite's one write
+    lock would be held."""
+    target = await checked_target(url, allow_private=allow_private)
+    return await db.write(
+        create_endpoint,
+        account_id,
+        target=target,
+        event_names=event_names,
+        enabled=enabled,
+        now=now,
+        keyring=keyring,
+    )
+
+
+async def change_endpoint(
+    db: Database,
+    account_id: int,
+    endpoint_id: int,
+    *,
+    now: datetime,
+    allow_private: bool,
+    url: Any = None,
+    event_names: list[str] | None = None,
+    enabled: bool | None = None,
+) -> Endpoint:
+    """Checks a new target (before the transaction, as `add_endpoint`), then updates."""
+    target = None if url is None else await checked_target(url, allow_private=allow_private)
+    return await db.write(
+        update_endpoint,
+        account_id,
+        endpoint_id,
+        now=now,
+        target=target,
+        event_names=event_names,
+        enabled=enabled,
+    )
+
+
 async def create_endpoint(
     conn: AsyncConnection,
     account_id: int,
     *,
-    url: str,
+    target: Target,
     event_names: list[str],
     enabled: bool,
     now: datetime,
@@ -111,7 +179,7 @@ async def create_endpoint(
         sa.insert(webhook_endpoints)
         .values(
             account_id=account_id,
-            url=_check_url(url),
+            url=target.url,
             event_names=_check_names(event_names),
             enabled=enabled,
             secret=keyring.seal(secret),
@@ -157,14 +225,14 @@ async def update_endpoint(
     endpoint_id: int,
     *,
     now: datetime,
-    url: str | None = None,
+    target: Target | None = None,
     event_names: list[str] | None = None,
     enabled: bool | None = None,
 ) -> Endpoint:
     await _row(conn, account_id, endpoint_id)
     values: dict[str, Any] = {"updated_at": now}
-    if url is not None:
-        values["url"] = _check_url(url)
+    if target is not None:
+        values["url"] = target.url
     if event_names is not None:
         values["event_names"] = _check_names(event_names)
     if enabled is not None:

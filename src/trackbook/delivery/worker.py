@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.accounts.service import get_account
-from trackbook.automations.definition import wait_of
+from trackbook.automations.definition import check_recipient, wait_of
 from trackbook.automations.service import Automation, get_automation
 from trackbook.automations.triggers import new_webhook_id
 from trackbook.clock import Clock
@@ -45,7 +45,7 @@ from trackbook.db.upsert import upsert
 from trackbook.delivery.email import EmailNotConfigured, Mailer, build_message
 from trackbook.delivery.personalise import RenderError, events_named, render
 from trackbook.delivery.webhooks import SendResult, WebhookSender
-from trackbook.errors import DomainError, NotFound
+from trackbook.errors import DomainError, Invalid, NotFound
 from trackbook.events.model import Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService
@@ -412,6 +412,12 @@ class Worker:
     ) -> None:
         contact = context.contact
         to = action.get("to") or contact.email
+        if action.get("to") is not None:
+            # saved before `to` was held to one address: never sent to several
+            try:
+                check_recipient(action["to"], "to")
+            except Invalid as error:
+                raise StepFailed(error.message, permanent=True) from None
         if not to:
             raise StepFailed("the contact has no email address", permanent=True)
         templates = (action["subject"], action.get("text"), action.get("html"))

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackbook.contacts.identity import ContactRef
 from trackbook.db.tables import dropped_events
 from trackbook.metrics import EVENTS
 
@@ -22,6 +23,34 @@ NOT_SUPPORTED = "not_supported"
 """A kind of message Trackbook does not store (Segment's group)."""
 IDENTITY_CONFLICT = "identity_conflict"
 """The message would join two identified contacts into one."""
+
+
+def _identifier(value: Any, limit: int = 255) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return text if 0 < len(text) <= limit and "\x00" not in text else None
+
+
+def naming(*, email: Any = None, external_id: Any = None, anonymous_id: Any = None) -> ContactRef:
+    """Whom a dropped event names, read leniently (it may be a message Trackbook
+    refused): each identifier kept only when it is text of a length a contact's could
+    have, the email trimmed and lower-cased as a contact's is. Export and erasure of a
+    contact match these exactly."""
+    address = _identifier(email, 320)
+    return ContactRef(
+        email=None if address is None else address.lower(),
+        external_id=_identifier(external_id),
+        anonymous_id=_identifier(anonymous_id),
+    )
+
+
+def _names(naming: ContactRef) -> dict[str, str | None]:
+    return {
+        "email": naming.email,
+        "external_id": naming.external_id,
+        "anonymous_id": naming.anonymous_id,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +69,17 @@ async def record(
     source: str,
     reason: str,
     payload: dict[str, Any],
+    naming: ContactRef,
     now: datetime,
 ) -> None:
     await conn.execute(
         dropped_events.insert().values(
-            account_id=account_id, source=source, reason=reason, payload=payload, received_at=now
+            account_id=account_id,
+            source=source,
+            reason=reason,
+            payload=payload,
+            received_at=now,
+            **_names(naming),
         )
     )
     EVENTS.labels(source, "dropped").inc()
@@ -55,10 +90,10 @@ async def record_many(
     account_id: int,
     *,
     source: str,
-    drops: Sequence[tuple[str, dict[str, Any]]],
+    drops: Sequence[tuple[str, dict[str, Any], ContactRef]],
     now: datetime,
 ) -> None:
-    """Several (reason, payload) drops in one statement."""
+    """Several (reason, payload, naming) drops in one statement."""
     if not drops:
         return
     await conn.execute(
@@ -70,8 +105,9 @@ async def record_many(
                 "reason": reason,
                 "payload": payload,
                 "received_at": now,
+                **_names(naming),
             }
-            for reason, payload in drops
+            for reason, payload, naming in drops
         ],
     )
     EVENTS.labels(source, "dropped").inc(len(drops))

@@ -14,7 +14,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,15 +102,59 @@ REGEX_MAX = 256
 COUNT_MAX = 1_000_000_000
 
 
+REPEAT_MAX = 255
+"""The largest count in {n,m} that PostgreSQL's regular expressions take (RE_DUP_MAX);
+RE2 takes up to 1000, so a pattern could be saved that PostgreSQL then refuses."""
+_COUNT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
+
+
+def _repeat_counts(pattern: str) -> Iterator[int]:
+    """The counts of the {n}, {n,} and {n,m} repetitions of a pattern RE2 has parsed.
+
+    RE2's Python binding does not expose its parse tree, so this reads the pattern as
+    RE2 does for what matters here: braces in an escape (\\x{41}, \\p{Greek}), in
+    \\Q...\\E or in a character class are not a repetition, nor is a { that does not
+    open one (a literal in RE2)."""
+    position, in_class = 0, False
+    while position < len(pattern):
+        char = pattern[position]
+        if char == "\\":
+            escaped = pattern[position + 1 : position + 2]
+            if escaped == "Q":
+                end = pattern.find("\\E", position + 2)
+                position = len(pattern) if end < 0 else end + 2
+            elif escaped in ("x", "p", "P") and pattern.startswith("{", position + 2):
+                position = pattern.index("}", position) + 1
+            else:
+                position += 2
+        elif in_class:
+            end = pattern.find(":]", position + 2) if pattern.startswith("[:", position) else -1
+            in_class = char != "]" or end >= 0
+            position = end + 2 if end >= 0 else position + 1
+        elif char == "[":
+            in_class = True
+            position += 1
+            position += pattern.startswith("^", position)
+            position += pattern.startswith("]", position)  # a ] first is itself
+        elif (count := _COUNT.match(pattern, position)) is not None:
+            yield from (int(number) for number in count.groups() if number)
+            position = count.end()
+        else:
+            position += 1
+
+
 def check_pattern(pattern: str, path: str) -> None:
     """A pattern RE2 accepts (linear-time matching, so no pattern can stall the server;
-    SQLite matches with RE2 too), of bounded length."""
+    SQLite matches with RE2 too), of bounded length, whose counted repetitions
+    PostgreSQL's engine takes too."""
     if len(pattern) > REGEX_MAX:
         raise Invalid(path, f"must be a pattern of at most {REGEX_MAX} characters")
     try:
         re2.compile(pattern)
     except re2.error as error:
         raise Invalid(path, f"is not a valid regular expression: {error}") from None
+    if any(count > REPEAT_MAX for count in _repeat_counts(pattern)):
+        raise Invalid(path, f"must repeat at most {REPEAT_MAX} times in a {{n,m}}")
 
 
 class _Reader:

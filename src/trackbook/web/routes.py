@@ -566,14 +566,15 @@ async def add_webhook(request: Request, session: SessionDep, services: ServicesD
     form = await checked_form(request, session)
     names = [name.strip() for name in str(form.get("event_names", "")).split(",") if name.strip()]
     try:
-        created = await services.db.write(
-            webhooks.create_endpoint,
+        created = await webhooks.add_endpoint(
+            services.db,
             session.user.account_id,
             url=str(form.get("url", "")).strip(),
             event_names=names,
             enabled=True,
             now=services.clock.now(),
             keyring=services.keyring,
+            allow_private=services.settings.webhook_allow_private,
         )
     except DomainError as error:
         return await _settings_page(request, session, services, error=error.message)

@@ -71,11 +71,12 @@ async def spawn(params: dict[str, Any], account: Account, services: Services) ->
     eventdata = params.get("eventdata")
     value = None if eventdata is None else str(eventdata)
     payload = {"event": event, "eventdata": value, "visit": visit}
+    naming = dropped.naming(email=visit.get("email"))
     now = services.clock.now()
     if not account.tracking_enabled:
         await services.db.write(
             dropped.record, account.id, source="activecampaign",
-            reason=dropped.TRACKING_DISABLED, payload=payload, now=now,
+            reason=dropped.TRACKING_DISABLED, payload=payload, naming=naming, now=now,
         )  # fmt: skip
         return JSON(SPAWNED)
     try:
@@ -94,7 +95,7 @@ async def spawn(params: dict[str, Any], account: Account, services: Services) ->
             raise TrackcmpRefused(error.message) from None
         await services.db.write(
             dropped.record, account.id, source="activecampaign",
-            reason=dropped.UNKNOWN_CONTACT, payload=payload, now=now,
+            reason=dropped.UNKNOWN_CONTACT, payload=payload, naming=naming, now=now,
         )  # fmt: skip
     return JSON(SPAWNED)
 

@@ -363,5 +363,5 @@ async def update_contact(
 @router.delete("/contacts/{contact_id}")
 async def delete_contact(contact_id: int, account: AccountDep, services: ServicesDep) -> JSON:
     await _contact_in_path(services, account, contact_id)
-    await services.db.write(contacts.delete_contact, account.id, contact_id)
+    await contacts.erase_contact(services.db, account.id, contact_id)
     return JSON({})

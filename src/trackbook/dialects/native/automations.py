@@ -220,14 +220,15 @@ def _delivery_body(delivery: Delivery) -> dict[str, Any]:
 @router.post("/webhooks", status_code=201, tags=["webhooks"])
 async def create_webhook(body: WebhookIn, account: AccountDep, services: ServicesDep) -> JSON:
     """The signing secret is in this answer only: store it now."""
-    created = await services.db.write(
-        webhooks.create_endpoint,
+    created = await webhooks.add_endpoint(
+        services.db,
         account.id,
         url=body.url,
         event_names=body.event_names,
         enabled=body.enabled,
         now=services.clock.now(),
         keyring=services.keyring,
+        allow_private=services.settings.webhook_allow_private,
     )
     return JSON(_endpoint_body(created.endpoint) | {"secret": created.secret}, status_code=201)
 
@@ -248,11 +249,12 @@ async def get_webhook(webhook_id: int, account: AccountDep, services: ServicesDe
 async def patch_webhook(
     webhook_id: int, body: WebhookPatchIn, account: AccountDep, services: ServicesDep
 ) -> JSON:
-    endpoint = await services.db.write(
-        webhooks.update_endpoint,
+    endpoint = await webhooks.change_endpoint(
+        services.db,
         account.id,
         webhook_id,
         now=services.clock.now(),
+        allow_private=services.settings.webhook_allow_private,
         url=body.url,
         event_names=body.event_names,
         enabled=body.enabled,

@@ -370,7 +370,7 @@ async def export_contact(contact_id: int, account: AccountDep, services: Service
 @router.delete("/contacts/{contact_id}", status_code=204, tags=["contacts"])
 async def delete_contact(contact_id: int, account: AccountDep, services: ServicesDep) -> Response:
     """Deletes the contact and everything recorded about it."""
-    await services.db.write(contacts.delete_contact, account.id, contact_id)
+    await contacts.erase_contact(services.db, account.id, contact_id)
     return Response(status_code=204)
 
 

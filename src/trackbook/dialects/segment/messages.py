@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
 from trackbook.errors import Invalid
@@ -225,6 +225,31 @@ def _event(message: MessageIn, kind: str) -> tuple[str, str | None, dict[str, An
     if context:
         properties[CONTEXT_KEY] = context
     return name, None if title is None else title[:TITLE_MAX], properties
+
+
+def naming(raw: Any, kind: str) -> ContactRef:
+    """Whom a message names, read as plan() reads it but leniently, for a message that is
+    dropped (perhaps because it is malformed): userId, anonymousId (an alias call's
+    previousId) and the email of identify's traits or of context.traits."""
+    message = _object(raw)
+
+    def field(name: str) -> Any:
+        # MessageIn takes each field by its Segment name or its snake_case one
+        return message.get(name, message.get(to_snake(name)))
+
+    email = None
+    for traits in (
+        field("traits") if kind == "identify" else None,
+        _object(field("context")).get("traits"),
+    ):
+        email = _object(traits).get("email")
+        if isinstance(email, str) and email.strip():
+            break
+    return dropped.naming(
+        email=email,
+        external_id=field("userId"),
+        anonymous_id=field("previousId" if kind == "alias" else "anonymousId"),
+    )
 
 
 def _validated(raw: Any) -> MessageIn:

@@ -27,6 +27,7 @@ from fastapi import Depends, Header, Request
 
 from trackbook.accounts.service import Account
 from trackbook.contacts.errors import ContactNotFound
+from trackbook.contacts.identity import ContactRef
 from trackbook.db.engine import StorageUnavailable
 from trackbook.dialects.cors import ingest_account
 from trackbook.dialects.params import basic_credentials
@@ -48,6 +49,7 @@ from trackbook.dialects.segment.messages import (
     Plan,
     Success,
     moment,
+    naming,
     plan,
 )
 from trackbook.errors import DomainError, Invalid
@@ -131,14 +133,14 @@ def _storable(message: Any) -> Any:
 class _Outcome:
     """What became of the messages of one request, as it is worked out."""
 
-    plans: list[tuple[dict[str, Any], Plan]]
-    drops: list[tuple[str, dict[str, Any]]]
+    plans: list[tuple[dict[str, Any], str, Plan]]
+    drops: list[tuple[str, dict[str, Any], ContactRef]]
 
-    def drop(self, reason: str, message: Any, error: str | None = None) -> None:
+    def drop(self, reason: str, message: Any, kind: str, error: str | None = None) -> None:
         payload: dict[str, Any] = {"message": _storable(message)}
         if error is not None:
             payload["error"] = error
-        self.drops.append((reason, payload))
+        self.drops.append((reason, payload, naming(message, kind)))
 
 
 def _plan_all(
@@ -153,19 +155,23 @@ def _plan_all(
         if not strict and len(orjson.dumps(message)) > EVENT_MAX_BYTES:
             error = too_large(f"batch.{index}", EVENT_MAX_BYTES).message
             message_id = message.get("messageId") if isinstance(message, dict) else None
-            outcome.drop(dropped.TOO_LARGE, {"messageId": message_id}, error)
+            outcome.drop(dropped.TOO_LARGE, {"messageId": message_id}, kind, error)
             continue
         try:
             planned = plan(message, kind, batch_sent_at=sent_at, received_at=received_at)
         except Invalid as error:
             if strict:
                 raise
-            outcome.drop(dropped.INVALID, message, f"batch.{index}.{error.field} {error.reason}")
+            outcome.drop(
+                dropped.INVALID, message, kind, f"batch.{index}.{error.field} {error.reason}"
+            )
             continue
         if planned.drop_reason is not None:
-            outcome.drop(planned.drop_reason, message, f"Trackbook does not store {kind} calls")
+            outcome.drop(
+                planned.drop_reason, message, kind, f"Trackbook does not store {kind} calls"
+            )
             continue
-        outcome.plans.append((message, planned))
+        outcome.plans.append((message, kind, planned))
     return outcome
 
 
@@ -191,29 +197,29 @@ async def ingest(
     """Links identities, then records events, each message on its own (strict: a single
     call, whose unreadable message is the answer's 400)."""
     outcome = _plan_all(messages, strict=strict, sent_at=sent_at, received_at=call.received_at)
-    links = list(dict.fromkeys(p.link for _, p in outcome.plans if p.link is not None))
+    links = list(dict.fromkeys(p.link for _, _, p in outcome.plans if p.link is not None))
     conflicts = dict(zip(links, await _link(services, call.account, links), strict=True))
-    commands: list[tuple[dict[str, Any], TrackCommand]] = []
-    for message, planned in outcome.plans:
+    commands: list[tuple[dict[str, Any], str, TrackCommand]] = []
+    for message, kind, planned in outcome.plans:
         conflict = conflicts.get(planned.link) if planned.link is not None else None
         if conflict is not None and planned.command is None:
-            outcome.drop(dropped.IDENTITY_CONFLICT, message, conflict.message)
+            outcome.drop(dropped.IDENTITY_CONFLICT, message, kind, conflict.message)
         if planned.command is not None:
-            commands.append((message, planned.command))
-    results = await services.events.track_many(call.account, [c for _, c in commands])
+            commands.append((message, kind, planned.command))
+    results = await services.events.track_many(call.account, [c for _, _, c in commands])
     unavailable: Exception | None = None
-    for (message, _), result in zip(commands, results, strict=True):
+    for (message, kind, _), result in zip(commands, results, strict=True):
         match result:
             case StorageUnavailable():
                 unavailable = result
             case TrackingDisabled():
-                outcome.drop(dropped.TRACKING_DISABLED, message)
+                outcome.drop(dropped.TRACKING_DISABLED, message, kind)
             case ContactNotFound():
-                outcome.drop(dropped.UNKNOWN_CONTACT, message, result.message)
+                outcome.drop(dropped.UNKNOWN_CONTACT, message, kind, result.message)
             case DomainError() if strict:
                 raise result
             case DomainError():
-                outcome.drop(dropped.INVALID, message, result.message)
+                outcome.drop(dropped.INVALID, message, kind, result.message)
     if unavailable is not None:
         raise unavailable
     if outcome.drops:
