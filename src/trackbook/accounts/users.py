@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -23,6 +25,14 @@ MIN_PASSWORD = 10
 _hasher = PasswordHasher()
 # verified against when the email is unknown, so that both cases take as long
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
+# threads of its own: sign-in must not wait behind whatever fills the default pool,
+# and a flood of sign-ins (64 MB and tens of milliseconds each) queues here alone
+_hashing = ThreadPoolExecutor(2, thread_name_prefix="trackbook-argon2")
+_T = TypeVar("_T")
+
+
+async def _hashed(work: Callable[..., _T], *args: str) -> _T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing, work, *args)
 
 
 class UserNotFound(NotFound):
@@ -66,7 +76,7 @@ async def create_user(
     conn: AsyncConnection, account_id: int, email: str, password: str, *, now: datetime
 ) -> User:
     email = normalise_email(email)
-    password_hash = await asyncio.to_thread(_hasher.hash, check_password(password))
+    password_hash = await _hashed(_hasher.hash, check_password(password))
     exists = await conn.scalar(
         sa.select(dashboard_users.c.id).where(
             dashboard_users.c.account_id == account_id, dashboard_users.c.email == email
@@ -120,11 +130,11 @@ async def sign_in(
     ).all()
     matched = None
     for row in rows:
-        if await asyncio.to_thread(_verify, row.password_hash, password):
+        if await _hashed(_verify, row.password_hash, password):
             matched = row
             break
     if not rows:
-        await asyncio.to_thread(_verify, _DUMMY_HASH, password)
+        await _hashed(_verify, _DUMMY_HASH, password)
     if matched is None:
         return None
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)

@@ -8,12 +8,17 @@ so a DNS answer that changes between check and connect cannot reach an inside ho
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# threads of its own (getaddrinfo blocks): look-ups must not wait behind whatever fills
+# the default pool, and a slow resolver holds up webhooks alone
+_lookups = ThreadPoolExecutor(4, thread_name_prefix="trackbook-dns")
 
 
 class BlockedTarget(Exception):
@@ -79,8 +84,8 @@ async def resolve(url: httpx.URL, *, allow_private: bool) -> IPAddress:
     except ValueError:
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(
-                host, port, type=socket.SOCK_STREAM
+            infos = await asyncio.get_running_loop().run_in_executor(
+                _lookups, functools.partial(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
             )
         except socket.gaierror as error:
             raise OSError(f"{host} does not resolve: {error.strerror}") from error

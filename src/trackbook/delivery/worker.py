@@ -43,7 +43,8 @@ from trackbook.db.tables import (
 )
 from trackbook.db.upsert import upsert
 from trackbook.delivery.email import EmailNotConfigured, Mailer, build_message
-from trackbook.delivery.personalise import RenderError, events_named, render
+from trackbook.delivery.personalise import RenderError, events_named, template_context
+from trackbook.delivery.renderer import Renderer
 from trackbook.delivery.webhooks import SendResult, WebhookSender
 from trackbook.errors import DomainError, Invalid, NotFound
 from trackbook.events.model import Event, TrackCommand
@@ -56,7 +57,6 @@ from trackbook.settings import Settings
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(days=1)
 CLAIM_BATCH = 10
-RENDER_SECONDS = 5
 PARTITION_CHECK = timedelta(hours=1)
 
 
@@ -119,6 +119,7 @@ class Worker:
             timeout=settings.webhook_timeout_seconds,
             allow_private=settings.webhook_allow_private,
         )
+        self._renderer = Renderer()
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wakeup = asyncio.Event()
@@ -144,6 +145,7 @@ class Worker:
                     await self._task
             self._task = None
         await self._sender.close()
+        await self._renderer.close()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -425,22 +427,14 @@ class Worker:
             _latest_values, run.account_id, contact.id, events_named(*templates)
         )
 
+        template_values = template_context(contact, context.event)
+
         async def fill(template: str | None, *, as_html: bool = False) -> str | None:
             if template is None:
                 return None
-            # in a thread, with a deadline: a template must not hold up the event loop
-            try:
-                async with asyncio.timeout(RENDER_SECONDS):
-                    return await asyncio.to_thread(
-                        render,
-                        template,
-                        contact=contact,
-                        event=context.event,
-                        latest_values=latest,
-                        as_html=as_html,
-                    )
-            except TimeoutError:
-                raise RenderError(f"the template took over {RENDER_SECONDS} s to render") from None
+            return await self._renderer.render(
+                template, context=template_values, latest_values=latest, as_html=as_html
+            )
 
         try:
             subject = " ".join((await fill(action["subject"]) or "").split())
