@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError
 
 from trackbook.contacts.identity import ContactRef, UnknownContact
+from trackbook.dialects.bodies import loads_nested
 from trackbook.events.model import TrackCommand
 from trackbook.events.validation import parse_timestamp
 
@@ -101,7 +102,8 @@ def batch_events(body: bytes) -> list[TrackIn] | list[dict[str, Any]]:
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
     try:
-        data = json.loads(body)
+        # each event is held to the limits (its nesting too) on its own
+        data = loads_nested(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RequestValidationError(
             [
@@ -110,7 +112,11 @@ def batch_events(body: bytes) -> list[TrackIn] | list[dict[str, Any]]:
                     "loc": ("body",),
                     "msg": "JSON decode error",
                     "input": {},
-                    "ctx": {"error": str(error)},
+                    "ctx": {
+                        "error": error.msg
+                        if isinstance(error, json.JSONDecodeError)
+                        else str(error)
+                    },
                 }
             ]
         ) from None

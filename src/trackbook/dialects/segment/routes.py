@@ -54,6 +54,7 @@ from trackbook.errors import DomainError, Invalid
 from trackbook.events import dropped
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand
+from trackbook.events.validation import check_depth
 from trackbook.ratelimits import key_identity
 from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
@@ -127,6 +128,10 @@ def _storable(message: Any) -> Any:
     return message
 
 
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 @dataclass(slots=True)
 class _Outcome:
     """What became of the messages of one request, as it is worked out."""
@@ -150,9 +155,18 @@ def _plan_all(
 ) -> _Outcome:
     outcome = _Outcome([], [])
     for index, (message, kind) in enumerate(messages):
+        message_id = message.get("messageId") if isinstance(message, dict) else None
+        try:
+            # before anything walks the message: each stands alone, as in Segment
+            check_depth(message, "body" if strict else f"batch.{index}")
+        except Invalid as too_deep:
+            if strict:
+                raise
+            payload = {"messageId": _text_or_none(message_id)}
+            outcome.drop(dropped.INVALID, payload, too_deep.message)
+            continue
         if not strict and len(orjson.dumps(message)) > EVENT_MAX_BYTES:
             error = too_large(f"batch.{index}", EVENT_MAX_BYTES).message
-            message_id = message.get("messageId") if isinstance(message, dict) else None
             outcome.drop(dropped.TOO_LARGE, {"messageId": message_id}, error)
             continue
         try:
