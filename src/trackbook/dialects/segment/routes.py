@@ -52,7 +52,7 @@ from trackbook.dialects.segment.messages import (
 )
 from trackbook.errors import DomainError, Invalid
 from trackbook.events import dropped
-from trackbook.events.errors import TrackingDisabled
+from trackbook.events.errors import CatalogFull, TrackingDisabled
 from trackbook.events.model import TrackCommand
 from trackbook.events.validation import check_depth
 from trackbook.ratelimits import key_identity
@@ -224,6 +224,8 @@ async def ingest(
                 outcome.drop(dropped.TRACKING_DISABLED, message)
             case ContactNotFound():
                 outcome.drop(dropped.UNKNOWN_CONTACT, message, result.message)
+            case CatalogFull() if not strict:
+                pass  # the core recorded it as dropped, with the reason
             case DomainError() if strict:
                 raise result
             case DomainError():
