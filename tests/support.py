@@ -114,6 +114,12 @@ async def make_tenant(services: Services, name: str = "Acme") -> Tenant:
     return Tenant(account.id, issued.secret)
 
 
+def nested_json(depth: int) -> str:
+    """JSON text of an object nested `depth` deep (json.dumps itself fails past about
+    1,000, and orjson past 254)."""
+    return '{"a":' * (depth - 1) + '{"leaf":1}' + "}" * (depth - 1)
+
+
 UNLIMITED = dict.fromkeys(RATE_LIMITS, "1000000/second")
 """Tests of everything but the limits themselves send faster than any vendor allows."""
 

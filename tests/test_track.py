@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from tests.support import ManualClock, Tenant
+from tests.support import ManualClock, Tenant, nested_json
 
 
 async def test_track_creates_the_contact_and_answers_after_commit(
@@ -216,6 +216,29 @@ async def test_a_body_that_does_not_say_json_is_told_to_say_so(
         assert sent.status_code == 201, (content_type, sent.text)
     # routes that take no body need no Content-Type
     assert (await client.get("/v1/account", headers=tenant.headers)).status_code == 200
+
+
+async def test_deeply_nested_properties_are_a_422_and_refuse_only_their_batch_event(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    headers = {**tenant.headers, "Content-Type": "application/json"}
+    contact = '"contact":{"email":"deep@example.com"}'
+    for depth in (40, 300, 1000, 3000):
+        body = f'{{"event":"deep",{contact},"properties":{nested_json(depth)}}}'
+        response = await client.post("/v1/track", headers=headers, content=body)
+        assert response.status_code == 422, (depth, response.text)
+        assert response.json()["error"]["code"] == "invalid"
+        assert "must be nested at most" in response.json()["error"]["message"]
+    batch = (
+        f'{{"events":[{{"event":"deep",{contact},"properties":{nested_json(1000)}}},'
+        f'{{"event":"shallow",{contact},"properties":{{"plan":"pro"}}}}]}}'
+    )
+    response = await client.post("/v1/batch", headers=headers, content=batch)
+    assert response.status_code == 200, response.text
+    deep, shallow = response.json()["results"]
+    assert deep["status"] == "error"
+    assert deep["error"]["message"] == "events.0.properties must be nested at most 5 deep"
+    assert shallow["status"] == "created"
 
 
 async def test_unknown_contact_id_is_404_and_anonymous_id_creates_a_contact(

@@ -22,6 +22,7 @@ from trackbook.db.engine import StorageUnavailable
 from trackbook.delivery.worker import outbox_state
 from trackbook.dialects.activecampaign import trackcmp, v3
 from trackbook.dialects.activecampaign.errors import TrackcmpErrors, V3Errors
+from trackbook.dialects.bodies import TOO_DEEP
 from trackbook.dialects.cors import IngestCors
 from trackbook.dialects.fluentcrm.errors import FluentErrors
 from trackbook.dialects.fluentcrm.rest_route import RestRoute
@@ -215,7 +216,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         field = ".".join(location) or None
         message = first.get("msg", "is invalid")
         if first.get("type") == "json_invalid":
-            field, message = None, "the body is not valid JSON"
+            too_deep = first.get("ctx", {}).get("error") == TOO_DEEP
+            field, message = None, TOO_DEEP if too_deep else "the body is not valid JSON"
         reply = ErrorReply(422, "invalid", f"{field}: {message}" if field else message, field)
         return render_error(request.url.path, reply)
 

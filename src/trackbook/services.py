@@ -15,6 +15,7 @@ from trackbook.db.partitions import ensure_partitions
 from trackbook.db.tables import accounts, webhook_endpoints
 from trackbook.delivery.email import SmtpMailer
 from trackbook.delivery.worker import Worker
+from trackbook.events.model import Limits
 from trackbook.events.service import EventService
 from trackbook.events.writer import EventWriter
 from trackbook.keyring import Keyring, seal_stored
@@ -39,6 +40,12 @@ class Services:
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
         db = Database(settings.database_url)
+        limits = Limits(
+            max_event_names=settings.catalog_max_event_names,
+            max_property_names=settings.catalog_max_property_names,
+            max_derived_events=settings.automation_max_derived_events,
+            max_depth=settings.automation_max_depth,
+        )
         writer = EventWriter(
             db,
             clock,
@@ -46,9 +53,10 @@ class Services:
             max_wait_ms=settings.group_commit_max_wait_ms,
             automation_cutoff=timedelta(hours=settings.automation_cutoff_hours),
             writers=settings.writers(sqlite=db.is_sqlite),
+            limits=limits,
         )
         auth = Authenticator(db, clock, ttl_seconds=settings.auth_cache_seconds)
-        events = EventService(writer, clock)
+        events = EventService(writer, clock, limits)
         keyring = Keyring.from_settings(settings)
         worker = Worker(db, clock, settings, events, SmtpMailer(settings), keyring)
         writer.on_side_effects(worker.wake)

@@ -95,6 +95,21 @@ class Settings(BaseSettings):
     automation_cutoff_hours: float = Field(default=72.0, ge=0)
     """Events that occurred longer ago than this (imports, backfills) start no
     automations and no webhook deliveries."""
+    automation_max_derived_events: int = Field(default=100, ge=1)
+    """Events that automations' `track` steps may record, in all, from one incoming event
+    (through every automation it starts and every automation those events start); a
+    step beyond it is refused and its run fails, saying why."""
+    automation_max_depth: int = Field(default=3, ge=1)
+    """How long a chain of automation `track` steps may grow from one incoming event: an
+    event recorded by an automation is one step from the event that started it; a
+    step further than this is refused and its run fails, saying why."""
+
+    catalog_max_event_names: int = Field(default=1000, ge=1)
+    """Distinct event names an account may track: an event with a new name beyond it is
+    refused (the dialect's 4xx; dropped in a Segment batch) and recorded as dropped."""
+    catalog_max_property_names: int = Field(default=500, ge=1)
+    """Distinct property names one event name of an account may carry: an event that
+    brings a new one beyond it is refused and recorded as dropped."""
 
     webhook_allow_private: bool = False
     """Lets webhooks reach loopback, private and link-local addresses (tests, labs)."""

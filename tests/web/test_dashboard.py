@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
+import httpx
+import sqlalchemy as sa
 from playwright.async_api import Browser, expect
 
-from tests.web.conftest import WIDTHS, Live, screenshot, signed_in
+from tests.web.conftest import PASSWORD, WIDTHS, Live, screenshot, signed_in
 from trackbook.accounts import service as accounts
 
 PAGES = {
@@ -225,21 +228,21 @@ async def test_sign_out_and_pages_without_a_session(browser: Browser, live: Live
     assert "/signin?next=/settings" in page.url
 
 
+async def sign_in(api: httpx.AsyncClient, live: Live) -> None:
+    """Signs `api` in as the live tenant's user, as the sign-in form does."""
+    form = await api.get("/signin")
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert token is not None
+    signed = await api.post(
+        "/signin",
+        data={"csrf": token[1], "next": "/", "email": live.email, "password": PASSWORD},
+    )
+    assert signed.status_code == 303
+
+
 async def test_forms_without_the_csrf_token_are_refused(live: Live) -> None:
     async with live.api() as api:
-        form = await api.get("/signin")
-        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert token is not None
-        signed = await api.post(
-            "/signin",
-            data={
-                "csrf": token[1],
-                "next": "/",
-                "email": live.email,
-                "password": "correct horse battery",
-            },
-        )
-        assert signed.status_code == 303
+        await sign_in(api, live)
         forged = await api.post("/settings/tracking", data={"tracking": "off", "csrf": "forged"})
         assert forged.status_code == 403
         account = await live.services.db.query(accounts.get_account, live.tenant.id)
@@ -298,3 +301,59 @@ async def test_a_forged_session_cookie_is_a_sign_in_not_an_error(live: Live) -> 
             response = await api.get("/contacts", headers={"Cookie": raw})
             assert response.status_code == 303, cookie
             assert response.headers["location"].startswith("/signin")
+
+
+async def test_the_events_page_reads_names_and_properties_in_bounded_queries_and_pages(
+    live: Live,
+) -> None:
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engines = {live.services.db.reader.sync_engine, live.services.db.writer.sync_engine}
+    for engine in engines:
+        sa.event.listen(engine, "before_cursor_execute", count)
+
+    async def track_names(api: httpx.AsyncClient, names: range) -> None:
+        events = [
+            {
+                "event": f"event-{n:03}",
+                "contact": {"email": "catalog@example.com"},
+                "properties": {f"p{n}-a": 1, f"p{n}-b": 2},
+            }
+            for n in names
+        ]
+        response = await api.post(
+            "/v1/batch",
+            headers={"Authorization": f"Bearer {live.tenant.key}"},
+            json={"events": events},
+        )
+        assert response.status_code == 200, response.text
+
+    async def events_page(api: httpx.AsyncClient, query: str = "") -> tuple[str, int]:
+        statements.clear()
+        response = await api.get(f"/events{query}")
+        assert response.status_code == 200, response.text
+        return response.text, len(statements)
+
+    try:
+        async with live.api() as api:
+            await sign_in(api, live)
+            await track_names(api, range(30))
+            first, queries_with_30 = await events_page(api)
+            await track_names(api, range(30, 300))
+            again, queries_with_300 = await events_page(api)
+            last, _ = await events_page(api, "?page=12")
+    finally:
+        for engine in engines:
+            sa.event.remove(engine, "before_cursor_execute", count)
+    assert queries_with_300 == queries_with_30 <= 6
+    assert "Page 1 of 2" in first
+    assert "Page 1 of 12" in again
+    shown = re.findall(r">(event-\d+)</a>", again)
+    assert shown == [f"event-{n:03}" for n in range(25)]
+    assert "p0-a, p0-b" in again
+    assert "Page 12 of 12" in last
+    assert re.findall(r">(event-\d+)</a>", last) == [f"event-{n:03}" for n in range(275, 300)]
+    assert "p299-a, p299-b" in last

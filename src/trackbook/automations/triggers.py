@@ -129,6 +129,11 @@ def _start_runs(
 ) -> int:
     runs: list[dict[str, Any]] = []
     for row in recent:
+        # an incoming event is the origin of the runs it starts; an event an
+        # automation recorded passes its origin on, one step further
+        derivation = row.get("derived_from")
+        origin_event_id = row["id"] if derivation is None else derivation.origin_event_id
+        depth = 0 if derivation is None else derivation.depth
         for automation in by_trigger.get((row["account_id"], row["name"]), ()):
             if not _conditions_hold(conn, automation.conditions, row, now=now):
                 continue
@@ -138,6 +143,8 @@ def _start_runs(
                     "automation_id": automation.id,
                     "event_id": row["id"],
                     "contact_id": row["contact_id"],
+                    "origin_event_id": origin_event_id,
+                    "depth": depth,
                     "once_key": row["contact_id"] if automation.frequency == "once" else None,
                     "status": "pending",
                     "step": 0,

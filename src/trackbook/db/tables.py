@@ -324,11 +324,26 @@ automation_runs = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     sa.Column("finished_at", UTCDateTime(), nullable=True),
+    # the incoming event the run's event comes from (itself, unless an automation's
+    # `track` step recorded it) and how many such steps lie between them
+    sa.Column("origin_event_id", BigId, nullable=False),
+    sa.Column("depth", sa.Integer(), nullable=False, server_default="0"),
     sa.UniqueConstraint("account_id", "automation_id", "event_id"),
     sa.UniqueConstraint("account_id", "automation_id", "once_key"),
     sa.Index(None, "status", "next_attempt_at"),
     sa.Index(None, "contact_id"),
     sqlite_autoincrement=True,
+)
+
+# How many events automations have recorded from one incoming event: the fan-out
+# budget every worker draws on (no foreign key: events is partitioned on PostgreSQL).
+event_derivations = sa.Table(
+    "event_derivations",
+    metadata,
+    _account_fk(),
+    sa.Column("origin_event_id", BigId, nullable=False),
+    sa.Column("derived", sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint("account_id", "origin_event_id"),
 )
 
 webhook_endpoints = sa.Table(

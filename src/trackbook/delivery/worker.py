@@ -47,7 +47,7 @@ from trackbook.delivery.personalise import RenderError, events_named, template_c
 from trackbook.delivery.renderer import Renderer
 from trackbook.delivery.webhooks import SendResult, WebhookSender
 from trackbook.errors import DomainError, Invalid, NotFound
-from trackbook.events.model import Event, TrackCommand
+from trackbook.events.model import Derivation, Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService
 from trackbook.keyring import Keyring, KeyringError
@@ -406,6 +406,8 @@ class Worker:
                 properties=action.get("properties"),
                 # a step done again after a crash is the same event, stored once
                 message_id=f"automation-run:{run.id}:{step}",
+                # counted against the fan-out limits of the incoming event it comes from
+                derived_from=Derivation(run.origin_event_id, run.depth + 1),
             ),
         )
 

@@ -12,6 +12,7 @@ import orjson
 from starlette.requests import Request
 
 from trackbook.errors import DomainError
+from trackbook.events.validation import check_depth
 
 _BRACKETS = re.compile(r"^([^\[\]]+)\[([^\[\]]*)\]$")
 
@@ -38,6 +39,8 @@ async def merged_params(request: Request) -> dict[str, Any]:
                 body = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 raise MalformedJson from None
+            # before anything walks it; Invalid is each dialect's 4xx
+            check_depth(body, "body")
             if isinstance(body, dict):
                 params.update(body)
     return params

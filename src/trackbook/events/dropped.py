@@ -23,6 +23,8 @@ NOT_SUPPORTED = "not_supported"
 """A kind of message Trackbook does not store (Segment's group)."""
 IDENTITY_CONFLICT = "identity_conflict"
 """The message would join two identified contacts into one."""
+CATALOG_FULL = "catalog_full"
+"""The event would bring a new event or property name beyond the account's limits."""
 
 
 def _identifier(value: Any, limit: int = 255) -> str | None:
@@ -111,6 +113,24 @@ async def record_many(
         ],
     )
     EVENTS.labels(source, "dropped").inc(len(drops))
+
+
+def record_in_transaction(
+    conn: sa.Connection,
+    account_id: int,
+    *,
+    source: str,
+    reason: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> None:
+    """As record(), inside a transaction written synchronously (the event writer's)."""
+    conn.execute(
+        dropped_events.insert().values(
+            account_id=account_id, source=source, reason=reason, payload=payload, received_at=now
+        )
+    )
+    EVENTS.labels(source, "dropped").inc()
 
 
 async def newest(

@@ -10,6 +10,30 @@ from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNamin
 
 
 @dataclass(frozen=True, slots=True)
+class Derivation:
+    """Where an event an automation records comes from: the incoming event that started
+    the chain, and how many `track` steps away from it this event is (1: recorded by an
+    automation that the incoming event started)."""
+
+    origin_event_id: int
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits of track() that are settings (Settings builds them)."""
+
+    max_event_names: int = 1000
+    """Distinct event names per account."""
+    max_property_names: int = 500
+    """Distinct property names per event name of an account."""
+    max_derived_events: int = 100
+    """Events automations may record from one incoming event."""
+    max_depth: int = 3
+    """Steps of `track` actions from one incoming event."""
+
+
+@dataclass(frozen=True, slots=True)
 class TrackCommand:
     """One event as every dialect hands it to the core, in the domain's terms."""
 
@@ -34,6 +58,9 @@ class TrackCommand:
     """Store the event only if the visitor is already as this identify names it (the
     contact is then the one it names); otherwise the event is refused with NotAsNamed,
     checked in the transaction that would store it."""
+    derived_from: Derivation | None = None
+    """Set when an automation's `track` step records the event: it counts against the
+    fan-out limits of the incoming event the chain started from."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,57 @@ async def list_event_names(conn: AsyncConnection, account_id: int) -> list[Event
     ]
 
 
+async def catalog_page(
+    conn: AsyncConnection, account_id: int, *, offset: int, limit: int
+) -> tuple[int, list[tuple[EventName, list[str]]]]:
+    """Names tracked at least once, by name, `limit` of them from `offset`, each with its
+    property names (sorted), and how many names there are in all: one query, however
+    many names the account has."""
+    page = (
+        sa.select(event_names, sa.func.count().over().label("total"))
+        .where(event_names.c.account_id == account_id, event_names.c.count > 0)
+        .order_by(event_names.c.name)
+        .offset(offset)
+        .limit(limit)
+        .subquery()
+    )
+    described = page.outerjoin(
+        event_properties,
+        sa.and_(
+            event_properties.c.account_id == page.c.account_id,
+            event_properties.c.event_name == page.c.name,
+        ),
+    )
+    rows = await conn.execute(
+        sa.select(page, event_properties.c.name.label("property_name"))
+        .select_from(described)
+        .order_by(page.c.name, event_properties.c.name)
+    )
+    total = 0
+    found: dict[str, tuple[EventName, list[str]]] = {}
+    for row in rows:
+        total = int(row.total)
+        entry = found.get(row.name)
+        if entry is None:
+            entry = found[row.name] = (
+                EventName(
+                    row.name, row._mapping["count"], row.first_seen, row.last_seen, row.whitelisted
+                ),
+                [],
+            )
+        if row.property_name is not None:
+            entry[1].append(row.property_name)
+    if not found and offset:
+        # past the last page: the count is not in a row, so ask for it
+        counted = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(event_names)
+            .where(event_names.c.account_id == account_id, event_names.c.count > 0)
+        )
+        total = int(counted or 0)
+    return total, list(found.values())
+
+
 async def event_name_properties(
     conn: AsyncConnection, account_id: int, name: str
 ) -> list[str] | None:

@@ -10,27 +10,36 @@ from trackbook.accounts.service import Account
 from trackbook.clock import Clock
 from trackbook.db.engine import StorageUnavailable
 from trackbook.errors import DomainError
-from trackbook.events.errors import TrackingDisabled
-from trackbook.events.model import PendingEvent, TrackCommand, TrackResult
+from trackbook.events.errors import FanOutLimit, TrackingDisabled
+from trackbook.events.model import Limits, PendingEvent, TrackCommand, TrackResult
 from trackbook.events.validation import check_command
 from trackbook.events.writer import EventWriter
 from trackbook.metrics import EVENTS
 
 
 class EventService:
-    def __init__(self, writer: EventWriter, clock: Clock) -> None:
+    def __init__(self, writer: EventWriter, clock: Clock, limits: Limits) -> None:
         self._writer = writer
         self._clock = clock
+        self._limits = limits
 
     def prepare(
         self, account: Account, command: TrackCommand, received_at: datetime | None = None
     ) -> PendingEvent:
-        """Everything track() checks before storage: the account's switch and the limits."""
+        """Everything track() checks before storage: the account's switch and the limits
+        (those that need the database are checked as the event is stored)."""
         if not account.tracking_enabled:
             raise TrackingDisabled
         if received_at is None:
             received_at = self._clock.now()
         occurred_at = check_command(command, received_at=received_at)
+        derivation = command.derived_from
+        if derivation is not None and derivation.depth > self._limits.max_depth:
+            raise FanOutLimit(
+                f"the event would be {derivation.depth} automation steps from event "
+                f"{derivation.origin_event_id}, which started the chain; the most is "
+                f"{self._limits.max_depth} (TRACKBOOK_AUTOMATION_MAX_DEPTH)"
+            )
         return PendingEvent(account.id, command, occurred_at, received_at)
 
     async def track(self, account: Account, command: TrackCommand) -> TrackResult:

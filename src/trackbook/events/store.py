@@ -23,9 +23,16 @@ from trackbook.contacts.identity import ContactRef, UnknownContact
 from trackbook.contacts.service import Visitor, find_or_create_contacts, visitors_as_named
 from trackbook.db.tables import events, list_event_properties
 from trackbook.db.upsert import upsert
-from trackbook.events.model import PendingEvent, TrackResult
+from trackbook.events.errors import CatalogFull, FanOutLimit
+from trackbook.events.limits import (
+    KnownCatalog,
+    catalog_refusals,
+    fan_out_refusals,
+    record_refused,
+)
+from trackbook.events.model import Limits, PendingEvent, TrackResult
 
-Outcome = TrackResult | ContactNotFound | NotAsNamed
+Outcome = TrackResult | ContactNotFound | NotAsNamed | CatalogFull | FanOutLimit
 
 _EVENT_COLUMNS = (
     "account_id, contact_id, name, title, value, properties, source, message_id, list_id, "
@@ -272,13 +279,17 @@ def write_group(
     *,
     now: datetime,
     automation_cutoff: timedelta = timedelta(hours=72),
+    limits: Limits = Limits(),  # noqa: B008 - frozen: the same limits every call
+    known: KnownCatalog | None = None,
 ) -> tuple[list[Outcome], int]:
     """Stores every event of `group` that can be stored, inside the caller's transaction,
     with the automation runs and webhook deliveries they start (how many is returned).
 
-    A replayed message id, an unknown contact and a visitor not as its event's identify
-    names it are outcomes of that one event; any exception means the whole transaction
-    must be rolled back.
+    A replayed message id, an unknown contact, a visitor not as its event's identify
+    names it, a name beyond the catalog's limits (recorded as dropped) and an event
+    beyond its automation fan-out are outcomes of that one event; any exception means
+    the whole transaction must be rolled back. `known` is what the caller remembers of
+    the catalogs from one group to the next.
     """
     side_effects = 0
     with _planned_for_these_values(conn):
@@ -308,6 +319,14 @@ def write_group(
         stored_contacts[index] = contact
         to_insert.append(index)
 
+    refused = catalog_refusals(conn, group, to_insert, limits, known or KnownCatalog())
+    record_refused(conn, group, refused, now=now)
+    within_catalog = [index for index in to_insert if index not in refused]
+    beyond_fan_out = fan_out_refusals(conn, group, within_catalog, limits)
+    for index, error in (refused | beyond_fan_out).items():
+        outcomes[index] = error
+    to_insert = [index for index in within_catalog if index not in beyond_fan_out]
+
     if to_insert:
         rows = [_event_row(group[index], stored_contacts[index]) for index in to_insert]
         stored = [(group[index], rows[n]) for n, index in enumerate(to_insert)]
@@ -316,6 +335,8 @@ def write_group(
         for row, (event_id, summary_id) in zip(rows, write(conn, stored, now=now), strict=True):
             row["id"] = event_id
             summary_ids[event_id] = summary_id
+        for index, row in zip(to_insert, rows, strict=True):
+            row["derived_from"] = group[index].command.derived_from
         side_effects = start_side_effects(conn, rows, now=now, cutoff=automation_cutoff)
         for index, row in zip(to_insert, rows, strict=True):
             outcomes[index] = TrackResult(
@@ -330,9 +351,17 @@ def write_group(
 
     for index, original in repeats.items():
         first = outcomes[original]
-        assert isinstance(first, TrackResult)  # noqa: S101 - set in the loop above
-        outcomes[index] = TrackResult(
-            first.event_id, first.contact_id, first.occurred_at, first.received_at, duplicate=True
+        assert first is not None  # noqa: S101 - set in the loops above
+        outcomes[index] = (
+            TrackResult(
+                first.event_id,
+                first.contact_id,
+                first.occurred_at,
+                first.received_at,
+                duplicate=True,
+            )
+            if isinstance(first, TrackResult)
+            else first  # refused by a limit: so is its repeat
         )
     return [outcome for outcome in outcomes if outcome is not None], side_effects
 

@@ -20,15 +20,37 @@ PROPERTIES_MAX_DEPTH = 5
 PROPERTIES_MAX_KEYS = 200
 """Top-level keys of one event's properties: each name enters the event_properties
 catalog that the dashboard and segment editor list. Segment's `$context` counts as one."""
+JSON_MAX_DEPTH = 32
+"""How deeply one request body (one message of a batch) may nest objects and lists,
+checked as the dialect reads it and before anything walks it. Below the depths at
+which the tools fail (orjson writes 254 levels, pydantic reads 200, Python recurses
+about 1,000 deep), so that a deeper body is the dialect's 4xx and never a 500: a
+constant, since a larger value would bring those failures back."""
 FUTURE_TOLERANCE = timedelta(minutes=10)
 
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max((_depth(item) for item in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(item) for item in value), default=0)
-    return 0
+def nesting_depth(value: Any, limit: int) -> int:
+    """How deeply `value` nests objects and lists (a scalar is 0, `{}` is 1), counted
+    without recursion; past `limit` it stops counting and answers `limit + 1`."""
+    deepest = 0
+    containers: list[tuple[Any, int]] = [(value, 1)]
+    while containers:
+        item, depth = containers.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        if depth > limit:
+            return limit + 1
+        deepest = max(deepest, depth)
+        containers.extend((child, depth + 1) for child in item if isinstance(child, dict | list))
+    return deepest
+
+
+def check_depth(value: Any, field: str, limit: int = JSON_MAX_DEPTH) -> None:
+    """Invalid when `value` nests objects and lists more than `limit` deep."""
+    if nesting_depth(value, limit) > limit:
+        raise Invalid(field, f"must be nested at most {limit} deep")
 
 
 def _bounded(value: str | None, field: str, limit: int) -> None:
@@ -59,6 +81,8 @@ def _storable_json(value: Any) -> bool:
 
 
 def _check_properties(properties: Any) -> None:
+    # first: the checks after it recurse, and orjson refuses to write 254 levels
+    check_depth(properties, "properties", PROPERTIES_MAX_DEPTH)
     if not _storable_json(properties):
         raise Invalid("properties", "must not contain NUL characters or invalid Unicode")
     if not isinstance(properties, dict):
@@ -71,8 +95,6 @@ def _check_properties(properties: Any) -> None:
         raise Invalid("properties", f"must have at most {PROPERTIES_MAX_KEYS} keys")
     if size > PROPERTIES_MAX_BYTES:
         raise Invalid("properties", f"must be at most {PROPERTIES_MAX_BYTES} bytes as JSON")
-    if _depth(properties) > PROPERTIES_MAX_DEPTH:
-        raise Invalid("properties", f"must be nested at most {PROPERTIES_MAX_DEPTH} deep")
 
 
 def _check_naming(naming: VisitorNaming) -> None:

@@ -21,7 +21,8 @@ import sqlalchemy as sa
 from trackbook.clock import Clock
 from trackbook.contacts.errors import ContactConflict
 from trackbook.db.engine import Database, SerialWriter, StorageUnavailable
-from trackbook.events.model import PendingEvent, TrackResult
+from trackbook.events.limits import KnownCatalog
+from trackbook.events.model import Limits, PendingEvent, TrackResult
 from trackbook.events.store import Outcome, write_group
 from trackbook.metrics import GROUP_SIZE
 
@@ -52,9 +53,12 @@ class EventWriter:
         max_wait_ms: float = 0.0,
         automation_cutoff: timedelta = timedelta(hours=72),
         writers: int = 1,
+        limits: Limits = Limits(),  # noqa: B008 - frozen: the same limits every call
     ) -> None:
         self._connections = [SerialWriter(db) for _ in range(writers)]
         self._automation_cutoff = automation_cutoff
+        self._limits = limits
+        self._known = KnownCatalog()
         self._listeners: list[Callable[[], None]] = []
         self._clock = clock
         self._max_events = max_events
@@ -204,6 +208,8 @@ class EventWriter:
             events,
             now=self._clock.now(),
             automation_cutoff=self._automation_cutoff,
+            limits=self._limits,
+            known=self._known,
         )
         if side_effects:
             for listener in self._listeners:

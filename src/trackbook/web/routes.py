@@ -299,14 +299,28 @@ async def contact_page(
 
 
 @router.get("/events")
-async def event_names(request: Request, session: SessionDep, services: ServicesDep) -> HTMLResponse:
-    account_id = session.user.account_id
-    names = await services.db.query(queries.list_event_names, account_id)
-    properties = {
-        name.name: await services.db.query(queries.event_name_properties, account_id, name.name)
-        for name in names
-    }
-    return await page(request, services, session, "events.html", names=names, properties=properties)
+async def event_names(
+    request: Request,
+    session: SessionDep,
+    services: ServicesDep,
+    page_number: Annotated[int, Query(alias="page", ge=1)] = 1,
+) -> HTMLResponse:
+    total, entries = await services.db.query(
+        queries.catalog_page,
+        session.user.account_id,
+        offset=(page_number - 1) * PAGE_SIZE,
+        limit=PAGE_SIZE,
+    )
+    return await page(
+        request,
+        services,
+        session,
+        "events.html",
+        entries=entries,
+        total=total,
+        page_number=page_number,
+        pages=max(1, -(-total // PAGE_SIZE)),
+    )
 
 
 @router.get("/events/{name:path}")

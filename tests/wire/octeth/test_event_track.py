@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import TenantFactory
-from tests.support import Tenant
+from tests.support import Tenant, nested_json
 from trackbook.db.tables import contact_aliases, contacts, event_names, events
 from trackbook.services import Services
 
@@ -395,6 +395,29 @@ async def test_malformed_json_body_is_400_code_17(
             400,
             {"Errors": [{"Code": 17, "Message": "The request body is not valid JSON"}]},
         ), path
+
+
+async def test_deeply_nested_properties_are_a_422_code_18(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for depth in (40, 300, 1000):
+        body = (
+            f'{{"Command":"event.track","APIKey":"{tenant.key}","Event":"deep",'
+            f'"Email":"deep@example.com","Properties":{nested_json(depth)}}}'
+        )
+        response = await client.post(
+            "/api/v1/event", headers={"Content-Type": "application/json"}, content=body
+        )
+        assert response.status_code == 422, (depth, response.text)
+        assert response.json() == {
+            "Errors": [{"Code": 18, "Message": "body must be nested at most 32 deep"}]
+        }
+    as_text = await client.post(
+        "/api/v1/event",
+        data={"APIKey": tenant.key, "Event": "deep", "Properties": nested_json(1000)},
+    )
+    assert as_text.status_code == 422, as_text.text
+    assert as_text.json()["Errors"][0]["Code"] == 18
 
 
 async def test_fractional_list_id_is_invalid_not_rounded(

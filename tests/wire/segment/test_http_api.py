@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.support import ManualClock, Tenant
+from tests.support import ManualClock, Tenant, nested_json
 from tests.test_publishable_keys import publishable_key
 from trackbook.services import Services
 
@@ -455,6 +455,39 @@ async def test_a_bad_single_call_is_a_400_and_a_bad_message_in_a_batch_is_droppe
         "/segment/v1/batch", headers=basic(tenant.key), json={"batch": "x"}
     )
     assert not_a_batch.status_code == 400
+
+
+async def test_a_deeply_nested_call_is_a_400_and_in_a_batch_drops_only_itself(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    headers = {**basic(tenant.key), "Content-Type": "application/json"}
+    for depth in (300, 1000):
+        body = f'{{"userId":"deep","event":"Deep","properties":{nested_json(depth)}}}'
+        answer = await client.post("/segment/v1/track", headers=headers, content=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.json() == {
+            "code": "invalid_request",
+            "message": "body must be nested at most 32 deep",
+        }
+    good = '{"type":"track","userId":"nester","event":"Good","messageId":"good-%d"}'
+    deep = (
+        f'{{"type":"track","userId":"nester","event":"Deep","messageId":"deep-1",'
+        f'"properties":{nested_json(300)}}}'
+    )
+    batch = f'{{"batch":[{good % 1},{deep},{good % 2}]}}'
+    answer = await client.post("/segment/v1/batch", headers=headers, content=batch)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"success": True}
+    contacts = await client.get("/v1/contacts", headers=tenant.headers, params={"limit": 1000})
+    [nester] = [c for c in contacts.json()["data"] if c["external_id"] == "nester"]
+    stored = await timeline(client, tenant, nester["id"])
+    assert sorted(e["message_id"] for e in stored) == ["good-1", "good-2"]
+    [drop] = await dropped_of(client, tenant)
+    assert drop["reason"] == "invalid"
+    assert drop["payload"] == {
+        "message": {"messageId": "deep-1"},
+        "error": "batch.1 must be nested at most 32 deep",
+    }
 
 
 async def test_tracking_switched_off_drops_with_the_reason(

@@ -6,12 +6,12 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
 from trackbook.accounts.errors import Forbidden, Unauthenticated
 from trackbook.contacts.errors import ContactNotFound
+from trackbook.dialects.bodies import DepthCheckedRoute
 from trackbook.dialects.responses import JSON, ErrorReply
 from trackbook.errors import DomainError, Invalid, NotFound
 
@@ -38,7 +38,7 @@ class RequestInvalid(DomainError):
         self.problems = problems
 
 
-class V3Route(APIRoute):
+class V3Route(DepthCheckedRoute):
     """Turns request validation errors into RequestInvalid, so that V3Errors answers
     them in ActiveCampaign's shape rather than the native one."""
 

@@ -12,13 +12,16 @@ from trackbook.automations import service as automations
 from trackbook.automations.service import Automation, Run
 from trackbook.delivery import webhooks
 from trackbook.delivery.webhooks import Delivery, Endpoint
+from trackbook.dialects.bodies import DepthCheckedRoute
 from trackbook.dialects.native.models import Body, json_content
 from trackbook.dialects.native.routes import AccountDep, ServicesDep
 from trackbook.dialects.responses import JSON, iso
 from trackbook.routing import PrefixRouter
 from trackbook.services import Services
 
-router = PrefixRouter(prefix="/v1", dependencies=[Depends(json_content)])
+router = PrefixRouter(
+    prefix="/v1", dependencies=[Depends(json_content)], route_class=DepthCheckedRoute
+)
 RUN_STATUSES = Literal["pending", "running", "done", "failed", "cancelled"]
 
 

@@ -29,7 +29,8 @@ def as_track_error(error: Invalid, path: str = "") -> Invalid:
     """An Invalid from track() named as the track body names its fields."""
     if path and error.field.startswith(path):
         return error
-    return Invalid(wire_field(error.field, path), error.reason)
+    # of the same class: its code (catalog_full, say) stays
+    return type(error)(wire_field(error.field, path), error.reason)
 
 
 def reply_for(error: DomainError, path: str = "") -> ErrorReply:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Valid
 from starlette.requests import Request
 
 from trackbook.contacts.identity import ContactRef, UnknownContact
+from trackbook.dialects.bodies import loads_nested
 from trackbook.dialects.native.errors import BodyNotJson
 from trackbook.events.model import TrackCommand
 from trackbook.events.validation import parse_timestamp
@@ -129,7 +130,8 @@ def batch_events(body: bytes) -> list[TrackIn] | list[dict[str, Any]]:
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
     try:
-        data = json.loads(body)
+        # each event is held to the limits (its nesting too) on its own
+        data = loads_nested(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RequestValidationError(
             [
@@ -138,7 +140,11 @@ def batch_events(body: bytes) -> list[TrackIn] | list[dict[str, Any]]:
                     "loc": ("body",),
                     "msg": "JSON decode error",
                     "input": {},
-                    "ctx": {"error": str(error)},
+                    "ctx": {
+                        "error": error.msg
+                        if isinstance(error, json.JSONDecodeError)
+                        else str(error)
+                    },
                 }
             ]
         ) from None

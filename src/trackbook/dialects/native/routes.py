@@ -16,6 +16,7 @@ from trackbook.contacts import privacy
 from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact, ContactList, check_status
+from trackbook.dialects.bodies import DepthCheckedRoute
 from trackbook.dialects.cors import by_publishable_key, ingest_account
 from trackbook.dialects.native.errors import as_track_error, reply_for
 from trackbook.dialects.native.models import (
@@ -44,7 +45,9 @@ from trackbook.segments import service as segments
 from trackbook.segments.service import Segment
 from trackbook.services import Services, services_of
 
-router = PrefixRouter(prefix="/v1", dependencies=[Depends(json_content)])
+router = PrefixRouter(
+    prefix="/v1", dependencies=[Depends(json_content)], route_class=DepthCheckedRoute
+)
 ServicesDep = Annotated[Services, Depends(services_of)]
 
 

@@ -54,8 +54,9 @@ from trackbook.dialects.segment.messages import (
 )
 from trackbook.errors import DomainError, Invalid
 from trackbook.events import dropped
-from trackbook.events.errors import TrackingDisabled
+from trackbook.events.errors import CatalogFull, TrackingDisabled
 from trackbook.events.model import TrackCommand
+from trackbook.events.validation import check_depth
 from trackbook.ratelimits import key_identity
 from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
@@ -129,6 +130,10 @@ def _storable(message: Any) -> Any:
     return message
 
 
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 @dataclass(slots=True)
 class _Outcome:
     """What became of the messages of one request, as it is worked out."""
@@ -152,9 +157,18 @@ def _plan_all(
 ) -> _Outcome:
     outcome = _Outcome([], [])
     for index, (message, kind) in enumerate(messages):
+        message_id = message.get("messageId") if isinstance(message, dict) else None
+        try:
+            # before anything walks the message: each stands alone, as in Segment
+            check_depth(message, "body" if strict else f"batch.{index}")
+        except Invalid as too_deep:
+            if strict:
+                raise
+            payload = {"messageId": _text_or_none(message_id)}
+            outcome.drop(dropped.INVALID, payload, kind, too_deep.message)
+            continue
         if not strict and len(orjson.dumps(message)) > EVENT_MAX_BYTES:
             error = too_large(f"batch.{index}", EVENT_MAX_BYTES).message
-            message_id = message.get("messageId") if isinstance(message, dict) else None
             outcome.drop(dropped.TOO_LARGE, {"messageId": message_id}, kind, error)
             continue
         try:
@@ -216,6 +230,8 @@ async def ingest(
                 outcome.drop(dropped.TRACKING_DISABLED, message, kind)
             case ContactNotFound():
                 outcome.drop(dropped.UNKNOWN_CONTACT, message, kind, result.message)
+            case CatalogFull() if not strict:
+                pass  # the core recorded it as dropped, with the reason
             case DomainError() if strict:
                 raise result
             case DomainError():
