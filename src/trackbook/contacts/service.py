@@ -190,6 +190,18 @@ def find_or_create_contacts(
     IntegrityError; the caller retries and then finds the contact.
     """
     resolved: dict[ContactRef, int | ContactNotFound] = dict(_find_ids(conn, account_id, wanted))
+    # An email nobody has with an external id someone has names that contact, as in
+    # upsert_contact: a new contact with both would clash with it on the external id.
+    by_external: dict[ContactRef, list[ContactRef]] = {}
+    for ref in wanted:
+        if (
+            ref not in resolved
+            and ref.external_id is not None
+            and ref.lookup == ("email", ref.email)
+        ):
+            by_external.setdefault(ContactRef(external_id=ref.external_id), []).append(ref)
+    for named, contact_id in _find_ids(conn, account_id, by_external).items():
+        resolved.update(dict.fromkeys(by_external[named], contact_id))
     creating: list[ContactRef] = []
     for ref, policy in wanted.items():
         if ref in resolved:
