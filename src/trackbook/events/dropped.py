@@ -23,6 +23,9 @@ NOT_SUPPORTED = "not_supported"
 """A kind of message Trackbook does not store (Segment's group)."""
 IDENTITY_CONFLICT = "identity_conflict"
 """The message would join two identified contacts into one."""
+CHANGE_REFUSED = "change_refused"
+"""A publishable key asked to change a contact that exists (its email, external id,
+names or status): the change is not made; the message's event, if any, is stored."""
 
 
 def _identifier(value: Any, limit: int = 255) -> str | None:
