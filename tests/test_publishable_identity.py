@@ -7,6 +7,7 @@ test does not know how to attack fails it until it learns."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -405,3 +406,56 @@ async def test_a_secret_key_still_changes_a_contact_through_the_same_routes(
         },
     )
     assert native.json()["status"] == "subscribed"
+
+
+def _answer_pairs(method: str, path: str, key: str, tag: str) -> list[tuple[Naming, Naming]]:
+    """(known, unknown): the same request, naming a held contact or one nobody has."""
+    new = f"new-{tag}"
+    return [
+        (Naming(None, VICTIM), Naming(None, f"{new}@corp.com")),
+        (Naming(VICTIM_EXTERNAL_ID, None), Naming(f"{new}-ext", None)),
+        (Naming(f"{new}-a", VICTIM), Naming(f"{new}-b", f"{new}-b@corp.com")),
+        (Naming(OTHER_EXTERNAL_ID, VICTIM), Naming(f"{new}-c", f"{new}-c@corp.com")),
+        (Naming(VICTIM_EXTERNAL_ID, f"{new}-e@corp.com"), Naming(f"{new}-f", f"{new}-f@corp.com")),
+        (
+            Naming(None, VICTIM, f"v-{tag}-1", first_name="Mal"),
+            Naming(None, f"{new}-d@corp.com", f"v-{tag}-2", first_name="Mal"),
+        ),
+    ]
+
+
+UUIDS = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TIMES = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+
+
+def _as_compared(content: bytes, naming: Naming) -> bytes:
+    """The answer without what the request itself said or made up on the spot: the
+    visitor id it named, a visitor id made up for it, and when it was received."""
+    for said in (naming.anonymous_id, naming.external_id):
+        if said is not None:
+            content = content.replace(said.encode(), b"<said>")
+    return TIMES.sub(b"<now>", UUIDS.sub(b"<new visitor id>", content))
+
+
+async def test_answers_to_a_publishable_key_are_the_same_for_held_and_unknown_contacts(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    await victims(client, tenant)
+    key = await publishable_key(services, tenant.id)
+    compared = 0
+    for index, (method, path) in enumerate(ingest_routes(client)):
+        for known, unknown in _answer_pairs(method, path, key, str(index)):
+            for sent_known, sent_unknown in zip(
+                requests_for(method, path, key, known),
+                requests_for(method, path, key, unknown),
+                strict=True,
+            ):
+                answers = []
+                for naming, request in ((known, sent_known), (unknown, sent_unknown)):
+                    response = await client.request(method, path, **request)
+                    assert VICTIM_VISITOR.encode() not in response.content, (path, response.text)
+                    assert b"contact_id" not in response.content, (path, response.text)
+                    answers.append((response.status_code, _as_compared(response.content, naming)))
+                assert answers[0] == answers[1], (method, path, known, answers)
+                compared += 1
+    assert compared > 100

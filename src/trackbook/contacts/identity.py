@@ -133,3 +133,6 @@ class VisitorNaming:
     visitor_id: str | None = None
     list_id: int | None = None
     fields: tuple[tuple[str, str], ...] = ()
+    publishable: bool = False
+    """Said with a publishable key: without a visitor id, it is never as named (such a key
+    is not told the visitor id a contact already has)."""

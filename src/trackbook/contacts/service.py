@@ -659,7 +659,8 @@ async def identify_visitor(
     """The contact with this email or external id (created if new; with both, the
     external id is given to the email's contact, as far as the credential may), linked
     to the visitor id. Without a visitor id, the contact's first alias is reused, or
-    `new_visitor_id` becomes one."""
+    `new_visitor_id` becomes one; always the new one for a publishable key, which is
+    never told the visitor id a contact has (it is answered as for an unknown one)."""
     contact, _ = await upsert_contact(
         conn,
         account_id,
@@ -669,6 +670,8 @@ async def identify_visitor(
         external_id=external_id,
         fields=changes,
     )
+    if visitor_id is None and credential.publishable:
+        visitor_id = new_visitor_id
     if visitor_id is None:
         known = await conn.scalar(
             sa.select(contact_aliases.c.alias)
@@ -751,7 +754,8 @@ def visitors_as_named(
     wanted = [
         (position, account_id, naming.email, naming.external_id, naming.visitor_id, naming.list_id)
         for position, (account_id, naming) in enumerate(named)
-        if naming.email is not None or naming.external_id is not None
+        if (naming.email is not None or naming.external_id is not None)
+        and (naming.visitor_id is not None or not naming.publishable)
     ]
     if not wanted:
         return visitors

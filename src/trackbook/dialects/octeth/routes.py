@@ -217,6 +217,7 @@ async def track(
             visitor_id,
             joining_list,
             tuple(traits.items()),
+            publishable=credential.publishable,
         )
         # Nearly always the visitor is already as the request names it: the event writer
         # checks that in the transaction that stores the event, with the other events
