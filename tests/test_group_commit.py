@@ -110,17 +110,17 @@ async def test_a_bad_event_in_a_group_fails_alone(
     client: httpx.AsyncClient, tenant: Tenant, services: Services
 ) -> None:
     taken = await client.post(
-        "/v1/contacts",
+        "/v1/identify",
         headers=tenant.headers,
-        json={"email": "owner@example.com", "external_id": "ext-1"},
+        json={"anonymous_id": "visitor-1", "contact": {"email": "owner@example.com"}},
     )
-    assert taken.status_code == 201
+    assert taken.status_code == 200
     good = [{"event": "ok", "contact": {"email": f"good{n}@example.com"}} for n in range(20)]
     # Unknown contact id: refused by the core inside the group.
     unknown = {"event": "bad", "contact": {"id": 99_999_999}}
-    # A new contact whose external id another contact holds: the database refuses the
+    # A new contact with a visitor id another contact holds: the database refuses the
     # whole transaction, and the writer retries the group event by event.
-    clash = {"event": "bad", "contact": {"email": "new@example.com", "external_id": "ext-1"}}
+    clash = {"event": "bad", "contact": {"email": "new@example.com", "anonymous_id": "visitor-1"}}
     bodies = [*good[:10], unknown, clash, *good[10:]]
     responses = await asyncio.gather(
         *(client.post("/v1/track", headers=tenant.headers, json=b) for b in bodies)

@@ -93,3 +93,25 @@ async def test_identify_refuses_to_take_an_anonymous_id_from_another_person(
     )
     assert unknown_trait.status_code == 422
     assert unknown_trait.json()["error"]["field"] == "traits.age"
+
+
+async def test_a_new_email_with_a_held_external_id_names_the_contact_holding_it(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    held = await client.post(
+        "/v1/contacts",
+        headers=tenant.headers,
+        json={"email": "ext@example.com", "external_id": "x-1"},
+    )
+    named = {"email": "other@example.com", "external_id": "x-1"}
+    identified = await client.post(
+        "/v1/identify", headers=tenant.headers, json={"anonymous_id": "v-x1", "contact": named}
+    )
+    assert identified.status_code == 200, identified.text
+    assert identified.json()["id"] == held.json()["id"]
+    assert identified.json()["email"] == "ext@example.com"
+    tracked = await client.post(
+        "/v1/track", headers=tenant.headers, json={"event": "seen", "contact": named}
+    )
+    assert tracked.status_code == 201, tracked.text
+    assert tracked.json()["contact_id"] == held.json()["id"]

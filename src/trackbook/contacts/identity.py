@@ -24,6 +24,20 @@ class UnknownContact(enum.Enum):
     """As CREATE_IDENTIFIED, and an unknown anonymous id gets an anonymous contact."""
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """The powers of the key a contact change comes with, which the contacts core
+    enforces whichever dialect carries it."""
+
+    source: str
+    """The dialect (or `dashboard`, `cli`) it came through, for what is recorded."""
+    publishable: bool = False
+    """A key that sits in web pages, so anyone may hold it: it may create contacts and
+    link an anonymous visitor to one, but never changes a contact that exists (email,
+    external id, names, phone, status), never moves an identity from one contact to
+    another, and is never answered a visitor id it did not give or get made."""
+
+
 def normalise_email(email: str, field: str = "email") -> str:
     """Trimmed and lower-cased; Invalid when it is no email address."""
     email = email.strip().lower()
@@ -119,3 +133,6 @@ class VisitorNaming:
     visitor_id: str | None = None
     list_id: int | None = None
     fields: tuple[tuple[str, str], ...] = ()
+    publishable: bool = False
+    """Said with a publishable key: without a visitor id, it is never as named (such a key
+    is not told the visitor id a contact already has)."""

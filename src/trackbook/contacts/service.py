@@ -18,7 +18,7 @@ from trackbook.contacts.errors import (
     ListInUse,
     ListNotFound,
 )
-from trackbook.contacts.identity import ContactRef, UnknownContact, VisitorNaming
+from trackbook.contacts.identity import ContactRef, Credential, UnknownContact, VisitorNaming
 from trackbook.db.engine import Database
 from trackbook.db.tables import (
     automation_runs,
@@ -39,6 +39,7 @@ from trackbook.db.tables import (
 )
 from trackbook.db.upsert import upsert
 from trackbook.errors import Invalid
+from trackbook.events import dropped
 from trackbook.segments.definition import named_lists
 
 STATUSES = ("subscribed", "pending", "unsubscribed", "bounced", "complained", "transactional")
@@ -190,6 +191,18 @@ def find_or_create_contacts(
     IntegrityError; the caller retries and then finds the contact.
     """
     resolved: dict[ContactRef, int | ContactNotFound] = dict(_find_ids(conn, account_id, wanted))
+    # An email nobody has with an external id someone has names that contact, as in
+    # upsert_contact: a new contact with both would clash with it on the external id.
+    by_external: dict[ContactRef, list[ContactRef]] = {}
+    for ref in wanted:
+        if (
+            ref not in resolved
+            and ref.external_id is not None
+            and ref.lookup == ("email", ref.email)
+        ):
+            by_external.setdefault(ContactRef(external_id=ref.external_id), []).append(ref)
+    for named, contact_id in _find_ids(conn, account_id, by_external).items():
+        resolved.update(dict.fromkeys(by_external[named], contact_id))
     creating: list[ContactRef] = []
     for ref, policy in wanted.items():
         if ref in resolved:
@@ -368,12 +381,14 @@ async def upsert_contact(
     conn: AsyncConnection,
     account_id: int,
     *,
+    credential: Credential,
     now: datetime,
     email: str | None = None,
     external_id: str | None = None,
     fields: Mapping[str, Any] | None = None,
 ) -> tuple[Contact, bool]:
-    """The contact with this email or external id, updated with `fields`, or a new one.
+    """The contact with this email or external id, updated with `fields` and given the
+    other identifier as far as the credential may (`change_existing`), or a new one.
     Returns the contact and whether it was created."""
     if email is None and external_id is None:
         raise Invalid("email", "or external_id is required")
@@ -384,7 +399,11 @@ async def upsert_contact(
         else await _id_by(conn, account_id, contacts.c.external_id, external_id)
     )
     if by_email is not None and by_external is not None and by_email != by_external:
-        raise ContactConflict("email and external_id belong to two different contacts")
+        if not credential.publishable:
+            raise ContactConflict("email and external_id belong to two different contacts")
+        # A conflict would tell a publishable key that both are held: the email names
+        # the contact, and the external id is a change refused like any other.
+        by_external = None
     existing = by_email if by_email is not None else by_external
     changes = dict(fields or {})
     if existing is None:
@@ -396,7 +415,47 @@ async def upsert_contact(
         changes["email"] = email
     if external_id is not None:
         changes["external_id"] = external_id
-    return await update_contact(conn, account_id, existing, now=now, changes=changes), False
+    contact = await change_existing(
+        conn, account_id, existing, credential=credential, now=now, changes=changes
+    )
+    return contact, False
+
+
+async def change_existing(
+    conn: AsyncConnection,
+    account_id: int,
+    contact_id: int,
+    *,
+    credential: Credential,
+    now: datetime,
+    changes: Mapping[str, Any],
+) -> Contact:
+    """The one rule of what a credential may change of a contact that already exists,
+    for every dialect: a secret key anything (`update_contact`); a publishable key,
+    which anyone can read in a web page, nothing: not its email, external id, names,
+    phone or status. Its request is otherwise carried out (the event stored, the
+    visitor linked) and answered as usual, so that the answer tells nothing held and
+    browser clients do not retry; what it asked to change is kept in the dropped
+    events, for the account to see."""
+    if not credential.publishable:
+        return await update_contact(conn, account_id, contact_id, now=now, changes=changes)
+    contact = await get_contact(conn, account_id, contact_id)
+    refused = {name: value for name, value in changes.items() if getattr(contact, name) != value}
+    if refused:
+        await dropped.record(
+            conn,
+            account_id,
+            source=credential.source,
+            reason=dropped.CHANGE_REFUSED,
+            payload={
+                "contact": {"email": contact.email, "external_id": contact.external_id},
+                "refused": refused,
+            },
+            # named as stored, so that exporting or erasing the contact finds it
+            naming=ContactRef(email=contact.email, external_id=contact.external_id),
+            now=now,
+        )
+    return contact
 
 
 async def update_contact(
@@ -536,12 +595,22 @@ async def identify(
     anonymous_id: str,
     ref: ContactRef,
     *,
+    credential: Credential,
     now: datetime,
     changes: Mapping[str, Any] | None = None,
 ) -> Contact:
-    """Links an anonymous id to a contact. Events and counters of the anonymous
-    contact it named until now move to that contact, which then replaces it."""
-    target = await resolve_contact(conn, account_id, ref, UnknownContact.CREATE_IDENTIFIED, now=now)
+    """Links an anonymous id to a contact (created if new, with `changes`; an existing
+    one is changed as far as the credential may). Events and counters of the anonymous
+    contact it named until now move to that contact, which then replaces it; an id
+    already linked to another identified contact is a ContactConflict, whoever asks."""
+    found = (await resolve_contacts(conn, account_id, {ref: UnknownContact.REJECT}, now=now))[ref]
+    created = isinstance(found, ContactNotFound)
+    if isinstance(found, ContactNotFound):
+        target = await resolve_contact(
+            conn, account_id, ref, UnknownContact.CREATE_IDENTIFIED, now=now
+        )
+    else:
+        target = found
     current = await conn.scalar(
         sa.select(contact_aliases.c.contact_id).where(
             contact_aliases.c.account_id == account_id, contact_aliases.c.alias == anonymous_id
@@ -558,7 +627,11 @@ async def identify(
         if source.email or source.external_id or source.wp_user_id:
             raise ContactConflict("anonymous_id already belongs to another identified contact")
         await _merge_into(conn, account_id, source.id, target, now=now)
-    return await update_contact(conn, account_id, target, now=now, changes=changes or {})
+    if created:
+        return await update_contact(conn, account_id, target, now=now, changes=changes or {})
+    return await change_existing(
+        conn, account_id, target, credential=credential, now=now, changes=changes or {}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -579,15 +652,26 @@ async def identify_visitor(
     external_id: str | None,
     visitor_id: str | None,
     new_visitor_id: str,
+    credential: Credential,
     now: datetime,
     changes: Mapping[str, Any] | None = None,
 ) -> Visitor:
     """The contact with this email or external id (created if new; with both, the
-    external id is given to the email's contact), linked to the visitor id. Without a
-    visitor id, the contact's first alias is reused, or `new_visitor_id` becomes one."""
+    external id is given to the email's contact, as far as the credential may), linked
+    to the visitor id. Without a visitor id, the contact's first alias is reused, or
+    `new_visitor_id` becomes one; always the new one for a publishable key, which is
+    never told the visitor id a contact has (it is answered as for an unknown one)."""
     contact, _ = await upsert_contact(
-        conn, account_id, now=now, email=email, external_id=external_id, fields=changes
+        conn,
+        account_id,
+        credential=credential,
+        now=now,
+        email=email,
+        external_id=external_id,
+        fields=changes,
     )
+    if visitor_id is None and credential.publishable:
+        visitor_id = new_visitor_id
     if visitor_id is None:
         known = await conn.scalar(
             sa.select(contact_aliases.c.alias)
@@ -608,7 +692,9 @@ async def identify_visitor(
     )
     if owner == contact.id:
         return Visitor(contact.id, visitor_id, newly_identified=False)
-    await identify(conn, account_id, visitor_id, ContactRef(id=contact.id), now=now)
+    await identify(
+        conn, account_id, visitor_id, ContactRef(id=contact.id), credential=credential, now=now
+    )
     return Visitor(contact.id, visitor_id, newly_identified=True)
 
 
@@ -668,7 +754,8 @@ def visitors_as_named(
     wanted = [
         (position, account_id, naming.email, naming.external_id, naming.visitor_id, naming.list_id)
         for position, (account_id, naming) in enumerate(named)
-        if naming.email is not None or naming.external_id is not None
+        if (naming.email is not None or naming.external_id is not None)
+        and (naming.visitor_id is not None or not naming.publishable)
     ]
     if not wanted:
         return visitors

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trackbook.accounts.service import Account
+from trackbook.contacts.identity import Credential
 from trackbook.dialects.responses import ErrorReply, render_error
 from trackbook.services import Services
 
@@ -43,6 +44,11 @@ def by_publishable_key(request: Request) -> bool:
     """Whether ingest_account let this request in on a publishable key: its answer may
     then say nothing of what the account holds (no contact ids, no contact data)."""
     return bool(getattr(request.state, PUBLISHABLE_KEY, False))
+
+
+def credential_of(request: Request, source: str) -> Credential:
+    """The powers of the key this request came with, as the contacts core takes them."""
+    return Credential(source, publishable=by_publishable_key(request))
 
 
 class IngestCors:

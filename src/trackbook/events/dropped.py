@@ -25,6 +25,9 @@ IDENTITY_CONFLICT = "identity_conflict"
 """The message would join two identified contacts into one."""
 CATALOG_FULL = "catalog_full"
 """The event would bring a new event or property name beyond the account's limits."""
+CHANGE_REFUSED = "change_refused"
+"""A publishable key asked to change a contact that exists (its email, external id,
+names or status): the change is not made; the message's event, if any, is stored."""
 
 
 def _identifier(value: Any, limit: int = 255) -> str | None:

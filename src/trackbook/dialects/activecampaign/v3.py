@@ -18,6 +18,7 @@ from trackbook.contacts.errors import ContactConflict, ContactNotFound
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact
 from trackbook.dialects.activecampaign.errors import FieldError, V3Route
+from trackbook.dialects.cors import credential_of
 from trackbook.dialects.responses import JSON
 from trackbook.errors import Conflict, Invalid
 from trackbook.events import catalog, queries
@@ -279,6 +280,7 @@ async def create_contact(
     contact, _ = await services.db.write(
         contacts.upsert_contact,
         account.id,
+        credential=credential_of(request, "activecampaign"),
         now=services.clock.now(),
         email=email,
         fields=body.contact.fields(),
@@ -294,6 +296,7 @@ async def sync_contact(
     contact, created = await services.db.write(
         contacts.upsert_contact,
         account.id,
+        credential=credential_of(request, "activecampaign"),
         now=services.clock.now(),
         email=body.contact.checked_email(),
         fields=body.contact.fields(),

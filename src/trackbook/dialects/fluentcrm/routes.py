@@ -16,8 +16,9 @@ from starlette.requests import Request
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ContactConflict, ContactNotFound
-from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
+from trackbook.contacts.identity import ContactRef, Credential, UnknownContact, normalise_email
 from trackbook.contacts.service import STATUSES, Contact
+from trackbook.dialects.cors import credential_of
 from trackbook.dialects.fluentcrm import rest_route
 from trackbook.dialects.fluentcrm.errors import FieldErrors
 from trackbook.dialects.fluentcrm.params import (
@@ -278,6 +279,7 @@ async def create_subscriber(request: Request, account: AccountDep, services: Ser
     contact = await services.db.write(
         _create_subscriber,
         account.id,
+        credential=credential_of(request, "fluentcrm"),
         email=email,
         fields=fields,
         list_ids=list_ids,
@@ -298,6 +300,7 @@ async def _create_subscriber(
     conn: AsyncConnection,
     account_id: int,
     *,
+    credential: Credential,
     email: str,
     fields: dict[str, Any],
     list_ids: list[int],
@@ -309,7 +312,7 @@ async def _create_subscriber(
     if await contacts.find_contacts(conn, account_id, email=email, limit=1):
         raise ContactConflict("Provided email already assigned to another subscriber.")
     contact, _ = await contacts.upsert_contact(
-        conn, account_id, now=now, email=email, fields=fields
+        conn, account_id, credential=credential, now=now, email=email, fields=fields
     )
     for list_id in list_ids:
         await contacts.add_to_list(conn, account_id, list_id, contact.id, now=now)

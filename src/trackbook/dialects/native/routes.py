@@ -17,7 +17,7 @@ from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact, ContactList, check_status
 from trackbook.dialects.bodies import DepthCheckedRoute
-from trackbook.dialects.cors import by_publishable_key, ingest_account
+from trackbook.dialects.cors import by_publishable_key, credential_of, ingest_account
 from trackbook.dialects.native.errors import as_track_error, reply_for
 from trackbook.dialects.native.models import (
     BATCH_BODY,
@@ -277,6 +277,7 @@ async def identify(
         account.id,
         body.anonymous_id,
         body.contact.ref(),
+        credential=credential_of(request, "native"),
         now=services.clock.now(),
         changes=changes,
     )
@@ -300,7 +301,9 @@ def _traits(traits: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/contacts", status_code=201, tags=["contacts"])
-async def upsert_contact(body: ContactUpsertIn, account: AccountDep, services: ServicesDep) -> JSON:
+async def upsert_contact(
+    request: Request, body: ContactUpsertIn, account: AccountDep, services: ServicesDep
+) -> JSON:
     """Creates the contact, or updates the one with this email or external_id (200)."""
     fields = body.model_dump(exclude_unset=True, exclude={"email", "external_id"})
     if "status" in fields:
@@ -308,6 +311,7 @@ async def upsert_contact(body: ContactUpsertIn, account: AccountDep, services: S
     contact, created = await services.db.write(
         contacts.upsert_contact,
         account.id,
+        credential=credential_of(request, "native"),
         now=services.clock.now(),
         email=None if body.email is None else normalise_email(body.email),
         external_id=body.external_id,

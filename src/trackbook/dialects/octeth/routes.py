@@ -17,12 +17,13 @@ from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import (
     MAX_ID,
     ContactRef,
+    Credential,
     UnknownContact,
     VisitorNaming,
     normalise_email,
 )
 from trackbook.db.engine import StorageUnavailable
-from trackbook.dialects.cors import ingest_account
+from trackbook.dialects.cors import credential_of, ingest_account
 from trackbook.dialects.octeth.errors import MALFORMED, UNKNOWN_COMMAND, OctethErrors
 from trackbook.dialects.params import merged_params
 from trackbook.dialects.responses import JSON
@@ -35,6 +36,7 @@ from trackbook.routing import PrefixRouter
 from trackbook.services import Services, services_of
 
 router = PrefixRouter(tags=["Octeth dialect"])
+SOURCE = "octeth"
 ServicesDep = Annotated[Services, Depends(services_of)]
 CONVERSION_PROPERTIES = (
     (8, "conversion-id"),
@@ -183,7 +185,9 @@ async def _check_list(checked: _Checked, account: Account, services: Services) -
         raise OctethErrors([(4, "Invalid ListID parameter")])
 
 
-async def track(params: dict[str, Any], account: Account, services: Services) -> JSON:
+async def track(
+    params: dict[str, Any], account: Account, services: Services, credential: Credential
+) -> JSON:
     """event.track: validate, link the visitor to the contact it names, store."""
     checked = await _check(params, account, services)
     event, list_id, email, properties = (
@@ -207,7 +211,14 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
     if email is not None or external_id is not None:
         traits = _traits(properties) if event == "identify" else {}
         joining_list = list_id if email is not None else None
-        naming = VisitorNaming(email, external_id, visitor_id, joining_list, tuple(traits.items()))
+        naming = VisitorNaming(
+            email,
+            external_id,
+            visitor_id,
+            joining_list,
+            tuple(traits.items()),
+            publishable=credential.publishable,
+        )
         # Nearly always the visitor is already as the request names it: the event writer
         # checks that in the transaction that stores the event, with the other events
         # of its group, and only otherwise does the request run the identify first. A
@@ -233,6 +244,7 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
             visitor_id=visitor_id,
             list_id=joining_list,
             traits=traits,
+            credential=credential,
             now=services.clock.now(),
         )
         visitor_id, identified = visitor.visitor_id, visitor.newly_identified
@@ -249,7 +261,7 @@ async def track(params: dict[str, Any], account: Account, services: Services) ->
             TrackCommand(
                 name="identify",
                 contact=contact,
-                source="octeth",
+                source=SOURCE,
                 unknown_contact=_policy(contact),
                 properties=properties,
                 list_id=list_id,
@@ -277,7 +289,7 @@ def _stored(
     return TrackCommand(
         name=checked.event,
         contact=contact,
-        source="octeth",
+        source=SOURCE,
         unknown_contact=_policy(contact),
         title=str(checked.properties["conversion-name"]) if is_conversion else None,
         value=str(checked.properties["conversion-value"]) if is_conversion else None,
@@ -296,6 +308,7 @@ async def _identify(
     visitor_id: str | None,
     list_id: int | None,
     traits: dict[str, str],
+    credential: Credential,
     now: datetime,
 ) -> contacts.Visitor:
     visitor = await contacts.identify_visitor(
@@ -305,6 +318,7 @@ async def _identify(
         external_id=external_id,
         visitor_id=visitor_id,
         new_visitor_id=str(uuid.uuid4()),
+        credential=credential,
         now=now,
         changes=traits,
     )
@@ -338,21 +352,34 @@ async def properties_of_list(params: dict[str, Any], account: Account, services:
     return JSON({"ListID": list_id, "Properties": found})
 
 
-_COMMANDS = {"event.track": track, "website_events.properties": properties_of_list}
+COMMANDS = ("event.track", PROPERTIES)
 
 
 def _command(params: dict[str, Any], default: str | None = None) -> str:
     command = _text(params.get("command")) or default
-    if command is None or command.lower() not in _COMMANDS:
+    if command is None or command.lower() not in COMMANDS:
         raise OctethErrors([(UNKNOWN_COMMAND, f"Unknown Command {command!r}")])
     return command.lower()
 
 
+async def _run(
+    request: Request,
+    params: dict[str, Any],
+    account: Account,
+    services: Services,
+    default: str | None = None,
+) -> JSON:
+    if _command(params, default) == "event.track":
+        return await track(params, account, services, credential_of(request, SOURCE))
+    return await properties_of_list(params, account, services)
+
+
 @router.post("/api/v1/event")
-async def event_route(params: ParamsDep, account: AccountDep, services: ServicesDep) -> JSON:
+async def event_route(
+    request: Request, params: ParamsDep, account: AccountDep, services: ServicesDep
+) -> JSON:
     """Command `event.track` (the default here)."""
-    command = _command(params, "event.track")
-    return await _COMMANDS[command](params, account, services)
+    return await _run(request, params, account, services, "event.track")
 
 
 @router.get("/api/v1/website_events.properties")
@@ -361,12 +388,16 @@ async def properties_route(params: ParamsDep, account: AccountDep, services: Ser
 
 
 @router.get("/api.php")
-async def legacy_get(params: ParamsDep, account: AccountDep, services: ServicesDep) -> JSON:
+async def legacy_get(
+    request: Request, params: ParamsDep, account: AccountDep, services: ServicesDep
+) -> JSON:
     """Octeth's legacy endpoint, dispatching on `Command`."""
-    return await _COMMANDS[_command(params)](params, account, services)
+    return await _run(request, params, account, services)
 
 
 @router.post("/api.php")
-async def legacy_post(params: ParamsDep, account: AccountDep, services: ServicesDep) -> JSON:
+async def legacy_post(
+    request: Request, params: ParamsDep, account: AccountDep, services: ServicesDep
+) -> JSON:
     """Octeth's legacy endpoint, dispatching on `Command`."""
-    return await _COMMANDS[_command(params)](params, account, services)
+    return await _run(request, params, account, services)

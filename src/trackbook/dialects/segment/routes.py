@@ -27,9 +27,9 @@ from fastapi import Depends, Header, Request
 
 from trackbook.accounts.service import Account
 from trackbook.contacts.errors import ContactNotFound
-from trackbook.contacts.identity import ContactRef
+from trackbook.contacts.identity import ContactRef, Credential
 from trackbook.db.engine import StorageUnavailable
-from trackbook.dialects.cors import ingest_account
+from trackbook.dialects.cors import credential_of, ingest_account
 from trackbook.dialects.params import basic_credentials
 from trackbook.dialects.responses import JSON
 from trackbook.dialects.segment.body import (
@@ -84,6 +84,7 @@ _ERRORS = {
 @dataclass(frozen=True, slots=True)
 class Call:
     account: Account
+    credential: Credential
     body: dict[str, Any]
     received_at: datetime
 
@@ -100,7 +101,7 @@ async def _call(
     await services.limiter.check(
         request, "segment", f"account:{account.id}", key_identity(secret or "")
     )
-    return Call(account, body, received_at)
+    return Call(account, credential_of(request, SOURCE), body, received_at)
 
 
 async def single_call(
@@ -189,15 +190,25 @@ def _plan_all(
     return outcome
 
 
-async def _link(services: Services, account: Account, links: list[Link]) -> list[Any]:
+async def _link(services: Services, call: Call, links: list[Link]) -> list[Any]:
     if not links:
         return []
+
+    async def link() -> list[Any]:
+        return await services.db.write(
+            link_identities,
+            call.account.id,
+            links,
+            credential=call.credential,
+            now=services.clock.now(),
+        )
+
     try:
-        return await services.db.write(link_identities, account.id, links, now=services.clock.now())
+        return await link()
     except sa.exc.IntegrityError:
         # two senders created the same new contact at once and this one lost the race
         # on a unique key: once more, it finds the contact the other created
-        return await services.db.write(link_identities, account.id, links, now=services.clock.now())
+        return await link()
 
 
 async def ingest(
@@ -212,7 +223,7 @@ async def ingest(
     call, whose unreadable message is the answer's 400)."""
     outcome = _plan_all(messages, strict=strict, sent_at=sent_at, received_at=call.received_at)
     links = list(dict.fromkeys(p.link for _, _, p in outcome.plans if p.link is not None))
-    conflicts = dict(zip(links, await _link(services, call.account, links), strict=True))
+    conflicts = dict(zip(links, await _link(services, call, links), strict=True))
     commands: list[tuple[dict[str, Any], str, TrackCommand]] = []
     for message, kind, planned in outcome.plans:
         conflict = conflicts.get(planned.link) if planned.link is not None else None
