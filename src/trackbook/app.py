@@ -18,7 +18,6 @@ from starlette.staticfiles import StaticFiles
 
 from trackbook import __version__, web
 from trackbook.clock import Clock, SystemClock
-from trackbook.db.engine import StorageUnavailable
 from trackbook.delivery.worker import outbox_state
 from trackbook.dialects.activecampaign import trackcmp, v3
 from trackbook.dialects.activecampaign.errors import TrackcmpErrors, V3Errors
@@ -46,7 +45,7 @@ from trackbook.dialects.responses import (
 from trackbook.dialects.segment.errors import PREFIX as SEGMENT_PREFIX
 from trackbook.dialects.segment.errors import SegmentErrors
 from trackbook.dialects.segment.routes import router as segment_router
-from trackbook.errors import DomainError, Invalid, NotFound
+from trackbook.errors import DomainError, Invalid, NotFound, StorageUnavailable
 from trackbook.metrics import OUTBOX_AGE, OUTBOX_DEPTH, RequestMetrics
 from trackbook.ratelimits import RateLimited, RateLimitHeaders
 from trackbook.services import Services

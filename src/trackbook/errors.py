@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+class StorageUnavailable(Exception):
+    """The database could not be reached or refused to work; a retry may succeed. Every
+    dialect answers it 503 with Retry-After, so it lives here rather than in the store."""
+
+
 class DomainError(Exception):
     """A request the domain refuses. `code` is stable and machine-readable."""
 

@@ -10,11 +10,12 @@ from starlette.requests import Request
 
 from trackbook.accounts.auth import Authenticator
 from trackbook.clock import Clock
-from trackbook.db.engine import Database, StorageUnavailable
+from trackbook.db.engine import Database
 from trackbook.db.partitions import ensure_partitions
 from trackbook.db.tables import accounts, webhook_endpoints
 from trackbook.delivery.email import SmtpMailer
 from trackbook.delivery.worker import Worker
+from trackbook.errors import StorageUnavailable
 from trackbook.events.model import Limits
 from trackbook.events.service import EventService
 from trackbook.events.writer import EventWriter

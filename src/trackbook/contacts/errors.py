@@ -13,6 +13,13 @@ class ContactConflict(Conflict):
     code = "contact_conflict"
 
 
+class ContactExists(ContactConflict):
+    """A contact was to be created, and one with its email (or another unique field)
+    exists already: the create-only routes' duplicate answer."""
+
+    code = "contact_exists"
+
+
 class ListNotFound(NotFound):
     code = "list_not_found"
 

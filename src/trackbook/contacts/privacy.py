@@ -7,9 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackbook.clock import iso
 from trackbook.contacts.service import dropped_naming, get_contact_details, list_lists
 from trackbook.db.tables import automation_runs, deliveries, dropped_events, events
-from trackbook.dialects.responses import iso
 from trackbook.events.queries import summaries
 
 

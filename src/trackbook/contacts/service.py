@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.contacts.errors import (
     ContactConflict,
+    ContactExists,
     ContactNotFound,
     ListConflict,
     ListInUse,
@@ -157,10 +158,14 @@ async def _insert_contact(
     last_name: str | None = None,
     phone: str | None = None,
     status: str = "subscribed",
-) -> sa.Row[Any]:
+) -> sa.Row[Any] | None:
+    """The new contact's row, or None when a contact with one of its unique fields
+    exists, perhaps committed a moment ago by a concurrent request: the insert does not
+    fail then, so the caller decides what an existing contact means (check-then-insert
+    in one transaction still lets two requests both insert on PostgreSQL)."""
     return (
         await conn.execute(
-            contacts.insert()
+            upsert(conn, contacts)
             .values(
                 account_id=account_id,
                 email=email,
@@ -173,9 +178,10 @@ async def _insert_contact(
                 created_at=now,
                 updated_at=now,
             )
+            .on_conflict_do_nothing()
             .returning(*contacts.c)
         )
-    ).one()
+    ).one_or_none()
 
 
 def find_or_create_contacts(
@@ -410,7 +416,12 @@ async def upsert_contact(
         row = await _insert_contact(
             conn, account_id, now=now, email=email, external_id=external_id, **changes
         )
-        return contact_from_row(row), True
+        if row is not None:
+            return contact_from_row(row), True
+        # a concurrent request created it after the look-up: it is the one to update
+        existing = await _existing_id(conn, account_id, email=email, external_id=external_id)
+        if existing is None:
+            raise ContactConflict("a contact with one of these fields exists already")
     if email is not None:
         changes["email"] = email
     if external_id is not None:
@@ -419,6 +430,43 @@ async def upsert_contact(
         conn, account_id, existing, credential=credential, now=now, changes=changes
     )
     return contact, False
+
+
+async def create_contact(
+    conn: AsyncConnection,
+    account_id: int,
+    *,
+    now: datetime,
+    email: str,
+    fields: Mapping[str, Any] | None = None,
+    list_ids: Sequence[int] = (),
+    tag_ids: Sequence[int] = (),
+    tags: Sequence[str] = (),
+) -> Contact:
+    """A new contact with this email, on these lists and with these tags (by id or by
+    name), or ContactExists and nothing stored: the routes that only create
+    (ActiveCampaign's POST /contacts, FluentCRM's POST /subscribers). Of several
+    concurrent creates of one email exactly one succeeds."""
+    row = await _insert_contact(conn, account_id, now=now, email=email, **dict(fields or {}))
+    if row is None:
+        raise ContactExists("a contact with this email exists already")
+    contact = contact_from_row(row)
+    for list_id in list_ids:
+        await add_to_list(conn, account_id, list_id, contact.id, now=now)
+    names = [*await tag_names(conn, account_id, tag_ids), *tags]
+    if names:
+        await tag_contact(conn, account_id, contact.id, names, now=now)
+    return contact
+
+
+async def _existing_id(
+    conn: AsyncConnection, account_id: int, *, email: str | None, external_id: str | None
+) -> int | None:
+    if email is not None and (found := await _id_by(conn, account_id, contacts.c.email, email)):
+        return found
+    if external_id is None:
+        return None
+    return await _id_by(conn, account_id, contacts.c.external_id, external_id)
 
 
 async def change_existing(

@@ -16,6 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from trackbook.errors import StorageUnavailable
+
 
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
@@ -36,10 +38,6 @@ def _regexp(pattern: str | None, text: str | None) -> bool | None:
 
 
 SQLITE_READER_THREADS = 4
-
-
-class StorageUnavailable(Exception):
-    """The database could not be reached or refused to work; a retry may succeed."""
 
 
 # Errors that mean "the database is not there right now", as opposed to a bug or a

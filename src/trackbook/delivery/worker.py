@@ -32,7 +32,7 @@ from trackbook.clock import Clock
 from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, UnknownContact
-from trackbook.db.engine import Database, StorageUnavailable
+from trackbook.db.engine import Database
 from trackbook.db.partitions import ensure_partitions
 from trackbook.db.tables import (
     automation_runs,
@@ -46,7 +46,7 @@ from trackbook.delivery.email import EmailNotConfigured, Mailer, build_message
 from trackbook.delivery.personalise import RenderError, events_named, template_context
 from trackbook.delivery.renderer import Renderer
 from trackbook.delivery.webhooks import SendResult, WebhookSender
-from trackbook.errors import DomainError, Invalid, NotFound
+from trackbook.errors import DomainError, Invalid, NotFound, StorageUnavailable
 from trackbook.events.model import Derivation, Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -19,13 +17,6 @@ RETRY_AFTER_SECONDS = 5
 class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
-
-
-@functools.lru_cache(maxsize=4096)
-def iso(moment: datetime) -> str:
-    """UTC, ISO 8601, with a Z. Remembered: the events of one group or batch mostly
-    share their time."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,7 @@ from datetime import datetime
 
 from trackbook.accounts.service import Account
 from trackbook.clock import Clock
-from trackbook.db.engine import StorageUnavailable
-from trackbook.errors import DomainError
+from trackbook.errors import DomainError, StorageUnavailable
 from trackbook.events.errors import FanOutLimit, TrackingDisabled
 from trackbook.events.model import Limits, PendingEvent, TrackCommand, TrackResult
 from trackbook.events.validation import check_command

@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from trackbook.clock import Clock
 from trackbook.contacts.errors import ContactConflict
-from trackbook.db.engine import Database, SerialWriter, StorageUnavailable
+from trackbook.db.engine import Database, SerialWriter
+from trackbook.errors import StorageUnavailable
 from trackbook.events.limits import KnownCatalog
 from trackbook.events.model import Limits, PendingEvent, TrackResult
 from trackbook.events.store import Outcome, write_group

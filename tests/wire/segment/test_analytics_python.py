@@ -15,7 +15,7 @@ from segment import analytics
 
 from tests.support import ManualClock, Tenant, make_tenant, served
 from trackbook.app import create_app
-from trackbook.dialects.responses import iso
+from trackbook.clock import iso
 from trackbook.services import Services
 from trackbook.settings import Settings
 

@@ -10,10 +10,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from trackbook.accounts.errors import Forbidden, Unauthenticated
-from trackbook.contacts.errors import ContactNotFound
+from trackbook.contacts.errors import ContactConflict, ContactNotFound
 from trackbook.dialects.bodies import DepthCheckedRoute
 from trackbook.dialects.responses import JSON, ErrorReply
 from trackbook.errors import DomainError, Invalid, NotFound
+
+DUPLICATE_EMAIL = "Email address already exists in the system."
 
 
 class FieldError(DomainError):
@@ -104,6 +106,9 @@ class V3Errors:
                 return ErrorReply(403, error.code, error.message, body={"message": "Forbidden"})
             case FieldError():
                 body = _errors(error.title, error.error_code, f"/data/attributes/{error.attribute}")
+                return ErrorReply(422, error.code, error.message, body=body)
+            case ContactConflict():  # a contact created or changed onto a held email
+                body = _errors(DUPLICATE_EMAIL, "duplicate", "/data/attributes/email")
                 return ErrorReply(422, error.code, error.message, body=body)
             case RequestInvalid():
                 body = {"errors": [_problem(problem) for problem in error.problems]}

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from trackbook.accounts import service as accounts
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
-from trackbook.contacts.errors import ContactConflict, ContactNotFound
+from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import normalise_email
 from trackbook.contacts.service import Contact
 from trackbook.dialects.activecampaign.errors import FieldError, V3Route
@@ -266,23 +266,15 @@ class ContactIn(BaseModel):
     contact: ContactFields
 
 
-DUPLICATE_EMAIL = "Email address already exists in the system."
-
-
 @router.post("/contacts", status_code=201)
 async def create_contact(
     body: ContactIn, request: Request, account: AccountDep, services: ServicesDep
 ) -> JSON:
-    email = body.contact.checked_email()
-    existing = await services.db.query(contacts.find_contacts, account.id, email=email, limit=1)
-    if existing:
-        raise FieldError(DUPLICATE_EMAIL, "duplicate", "email")
-    contact, _ = await services.db.write(
-        contacts.upsert_contact,
+    contact = await services.db.write(
+        contacts.create_contact,
         account.id,
-        credential=credential_of(request, "activecampaign"),
         now=services.clock.now(),
-        email=email,
+        email=body.contact.checked_email(),
         fields=body.contact.fields(),
     )
     return JSON({"contact": _contact_body(contact, account, _base(request))}, status_code=201)
@@ -350,16 +342,9 @@ async def update_contact(
     changes = body.contact.fields()
     if body.contact.email is not None:
         changes["email"] = body.contact.checked_email()
-    try:
-        contact = await services.db.write(
-            contacts.update_contact,
-            account.id,
-            contact_id,
-            now=services.clock.now(),
-            changes=changes,
-        )
-    except ContactConflict:
-        raise FieldError(DUPLICATE_EMAIL, "duplicate", "email") from None
+    contact = await services.db.write(
+        contacts.update_contact, account.id, contact_id, now=services.clock.now(), changes=changes
+    )
     return JSON({"contact": _contact_body(contact, account, _base(request))})
 
 

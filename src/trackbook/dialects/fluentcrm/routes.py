@@ -10,15 +10,13 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from fastapi import Depends, Header
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
-from trackbook.contacts.errors import ContactConflict, ContactNotFound
-from trackbook.contacts.identity import ContactRef, Credential, UnknownContact, normalise_email
+from trackbook.contacts.errors import ContactNotFound
+from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
 from trackbook.contacts.service import STATUSES, Contact
-from trackbook.dialects.cors import credential_of
 from trackbook.dialects.fluentcrm import rest_route
 from trackbook.dialects.fluentcrm.errors import FieldErrors
 from trackbook.dialects.fluentcrm.params import (
@@ -277,14 +275,13 @@ async def create_subscriber(request: Request, account: AccountDep, services: Ser
     raw_tags = params.get("tags", [])
     tags = raw_tags if isinstance(raw_tags, list) else [raw_tags]
     contact = await services.db.write(
-        _create_subscriber,
+        contacts.create_contact,
         account.id,
-        credential=credential_of(request, "fluentcrm"),
         email=email,
         fields=fields,
         list_ids=list_ids,
         tag_ids=[tag for tag in (php_int(t) for t in tags) if tag is not None],
-        tag_names=[str(t) for t in tags if php_int(t) is None and str(t).strip()],
+        tags=[str(t) for t in tags if php_int(t) is None and str(t).strip()],
         now=services.clock.now(),
     )
     return JSON(
@@ -294,31 +291,6 @@ async def create_subscriber(request: Request, account: AccountDep, services: Ser
             "action_type": "created",
         }
     )
-
-
-async def _create_subscriber(
-    conn: AsyncConnection,
-    account_id: int,
-    *,
-    credential: Credential,
-    email: str,
-    fields: dict[str, Any],
-    list_ids: list[int],
-    tag_ids: list[int],
-    tag_names: list[str],
-    now: datetime,
-) -> Contact:
-    """One transaction: the contact, its lists and its tags, or nothing."""
-    if await contacts.find_contacts(conn, account_id, email=email, limit=1):
-        raise ContactConflict("Provided email already assigned to another subscriber.")
-    contact, _ = await contacts.upsert_contact(
-        conn, account_id, credential=credential, now=now, email=email, fields=fields
-    )
-    for list_id in list_ids:
-        await contacts.add_to_list(conn, account_id, list_id, contact.id, now=now)
-    names = [*await contacts.tag_names(conn, account_id, tag_ids), *tag_names]
-    await contacts.tag_contact(conn, account_id, contact.id, names, now=now)
-    return contact
 
 
 @router.get("/subscribers/{subscriber_id}")

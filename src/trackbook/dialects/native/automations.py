@@ -10,12 +10,13 @@ from starlette.responses import Response
 
 from trackbook.automations import service as automations
 from trackbook.automations.service import Automation, Run
+from trackbook.clock import iso
 from trackbook.delivery import webhooks
 from trackbook.delivery.webhooks import Delivery, Endpoint
 from trackbook.dialects.bodies import DepthCheckedRoute
 from trackbook.dialects.native.models import Body, json_content
 from trackbook.dialects.native.routes import AccountDep, ServicesDep
-from trackbook.dialects.responses import JSON, iso
+from trackbook.dialects.responses import JSON
 from trackbook.routing import PrefixRouter
 from trackbook.services import Services
 

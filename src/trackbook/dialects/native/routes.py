@@ -12,6 +12,7 @@ from starlette.responses import Response
 from trackbook.accounts import service as accounts
 from trackbook.accounts.errors import Forbidden, Unauthenticated
 from trackbook.accounts.service import Account
+from trackbook.clock import iso
 from trackbook.contacts import privacy
 from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import normalise_email
@@ -33,7 +34,7 @@ from trackbook.dialects.native.models import (
     batch_events,
     json_content,
 )
-from trackbook.dialects.responses import JSON, ErrorReply, iso
+from trackbook.dialects.responses import JSON, ErrorReply
 from trackbook.errors import DomainError, Invalid, NotFound
 from trackbook.events import dropped, queries
 from trackbook.events.errors import TrackingDisabled

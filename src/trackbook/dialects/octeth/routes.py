@@ -22,12 +22,11 @@ from trackbook.contacts.identity import (
     VisitorNaming,
     normalise_email,
 )
-from trackbook.db.engine import StorageUnavailable
 from trackbook.dialects.cors import credential_of, ingest_account
 from trackbook.dialects.octeth.errors import MALFORMED, UNKNOWN_COMMAND, OctethErrors
 from trackbook.dialects.params import merged_params
 from trackbook.dialects.responses import JSON
-from trackbook.errors import Invalid
+from trackbook.errors import Invalid, StorageUnavailable
 from trackbook.events import queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand, TrackResult

@@ -28,7 +28,6 @@ from fastapi import Depends, Header, Request
 from trackbook.accounts.service import Account
 from trackbook.contacts.errors import ContactNotFound
 from trackbook.contacts.identity import ContactRef, Credential
-from trackbook.db.engine import StorageUnavailable
 from trackbook.dialects.cors import credential_of, ingest_account
 from trackbook.dialects.params import basic_credentials
 from trackbook.dialects.responses import JSON
@@ -52,7 +51,7 @@ from trackbook.dialects.segment.messages import (
     naming,
     plan,
 )
-from trackbook.errors import DomainError, Invalid
+from trackbook.errors import DomainError, Invalid, StorageUnavailable
 from trackbook.events import dropped
 from trackbook.events.errors import CatalogFull, TrackingDisabled
 from trackbook.events.model import TrackCommand
