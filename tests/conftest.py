@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from tests.automations.conftest import receiver  # noqa: F401 - a fixture for every test
 from tests.support import (
+    SERVER_KEY,
     UNLIMITED,
     ManualClock,
     Tenant,
@@ -24,12 +25,10 @@ from tests.support import (
 )
 from trackbook.app import create_app
 from trackbook.db.migrate import upgrade
-from trackbook.keyring import new_key
 from trackbook.services import Services
 from trackbook.settings import Settings
 
 BACKENDS = ["sqlite", "postgresql"]
-SERVER_KEY = new_key()
 
 
 def _new_database(backend: str, directory: Path) -> tuple[str, Callable[[], None]]:
@@ -121,8 +120,11 @@ async def tenant(new_tenant: TenantFactory) -> Tenant:
 
 @pytest.fixture
 def cli(database_url: str) -> CliRunner:
-    """The CLI against the session's database, as an operator runs it."""
-    return CliRunner(env={"TRACKBOOK_DATABASE_URL": database_url})
+    """The CLI against the session's database, as an operator runs it: with the server
+    key the apps of the session seal with."""
+    return CliRunner(
+        env={"TRACKBOOK_DATABASE_URL": database_url, "TRACKBOOK_SECRET_KEY": SERVER_KEY}
+    )
 
 
 @pytest.fixture(autouse=True)

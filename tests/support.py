@@ -23,10 +23,13 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from trackbook.accounts import service as accounts
+from trackbook.keyring import new_key
 from trackbook.services import Services
 from trackbook.settings import RATE_LIMITS
 
 POSTGRES_ADMIN_DSN = "postgresql://root@127.0.0.1:5432/test"
+SERVER_KEY = new_key()
+"""The server key of every app, CLI run and worker of a test session on its databases."""
 KEY = re.compile(r"tb_live_[A-Za-z0-9]{40}")
 """A secret API key as Trackbook prints it."""
 

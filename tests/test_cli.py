@@ -128,6 +128,10 @@ def test_logs_are_json_lines_without_terminal_escapes(
         logged = [line for line in output.splitlines() if line.startswith("{")]
     messages = [orjson.loads(line)["message"] for line in logged]
     assert any(message.startswith("Uvicorn running on") for message in messages), output
+    # the key made at the first start is logged like the rest, not as a plain line
+    assert any(message.startswith("created the server key") for message in messages), output
+    for line in logged:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", orjson.loads(line)["time"])
     for line in logged:
         assert "\\u001b" not in line, line
         assert "\x1b" not in line, line
@@ -136,8 +140,8 @@ def test_logs_are_json_lines_without_terminal_escapes(
 
 def test_migrate_builds_an_empty_database_and_is_repeatable(empty_database_url: str) -> None:
     runner = CliRunner(env={"TRACKBOOK_DATABASE_URL": empty_database_url})
-    assert "up to date" in invoke(runner, "migrate")
-    assert "up to date" in invoke(runner, "migrate")
+    assert "has the newest schema" in invoke(runner, "migrate")
+    assert "has the newest schema" in invoke(runner, "migrate")
     assert "name: Fresh" in invoke(runner, "accounts", "create", "Fresh")
     listed = invoke(runner, "keys", "list")
     assert listed.split() == [

@@ -17,13 +17,14 @@ from limits import parse
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import FixedWindowRateLimiter
 
-from tests.support import UNLIMITED, ManualClock, Tenant, make_tenant
+from tests.support import SERVER_KEY, UNLIMITED, ManualClock, Tenant, make_tenant
 from trackbook.accounts import service as accounts
 from trackbook.app import create_app
 from trackbook.services import Services
 from trackbook.settings import Settings
 
 TIGHT = UNLIMITED | {
+    "secret_key": SERVER_KEY,  # the session database's accounts are sealed with it
     "rate_limit_octeth_track": "3/60 seconds",
     "rate_limit_octeth_properties": "1/60 seconds",
     "rate_limit_activecampaign": "2/second",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from cryptography.fernet import Fernet
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
@@ -212,3 +213,57 @@ def test_a_plain_database_url_serves_every_command(backend: str, tmp_path: Path)
     finally:
         if remove is not None:
             drop_postgres_database(remove)
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "-1"])
+def test_serve_refuses_a_port_that_cannot_be(port: str, tmp_path: Path) -> None:
+    done = trackbook(tmp_path, "serve", "--port", port)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"error: --port must be a port number from 1 to 65535, not {port}"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_command_run_away_from_the_server_key_says_so_and_makes_none(tmp_path: Path) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    database_url = f"sqlite:///{home}/trackbook.db"
+    assert trackbook(home, "migrate").returncode == 0
+    assert trackbook(home, "accounts", "create", "Keyed").returncode == 0
+    assert (home / "trackbook.key").exists()
+
+    away = trackbook(elsewhere, "accounts", "show", "1", database_url=database_url)
+    assert away.returncode == 1
+    [line] = away.stderr.splitlines()
+    assert "no server key" in line
+    assert str(elsewhere / "trackbook.key") in line
+    assert "TRACKBOOK_SECRET_KEY_FILE" in line
+    assert list(elsewhere.iterdir()) == []
+
+    (elsewhere / "trackbook.key").write_text(Fernet.generate_key().decode() + "\n")
+    wrong = trackbook(elsewhere, "accounts", "show", "1", database_url=database_url)
+    assert wrong.returncode == 1
+    [line] = wrong.stderr.splitlines()
+    assert "sealed with another server key" in line
+    assert "Traceback" not in wrong.stderr
+
+    pointed = trackbook(elsewhere, "accounts", "show", "1", database_url=database_url)
+    assert pointed.returncode == 1  # the wrong key file is still there: nothing changed
+
+
+def test_a_misspelt_setting_is_named_with_the_one_meant(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["trackbook", "accounts", "list"],
+        env={**os.environ, "TRACKBOOK_DATABASE_URI": "sqlite:///elsewhere.db"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert (
+        "warning: TRACKBOOK_DATABASE_URI is not a Trackbook setting "
+        "(did you mean TRACKBOOK_DATABASE_URL?); it is ignored"
+    ) in done.stderr

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy import make_url
 
 from trackbook import logs, transfer
 from trackbook.accounts import service as accounts
@@ -29,8 +30,8 @@ from trackbook.contacts import service as contacts
 from trackbook.db import migrate as migrations
 from trackbook.db.engine import Database
 from trackbook.errors import DomainError
-from trackbook.keyring import Keyring, KeyringError, new_key
-from trackbook.settings import Settings, SettingsError, load_settings
+from trackbook.keyring import Keyring, KeyringError, new_key, sealed_sample
+from trackbook.settings import Settings, SettingsError, load_settings, unknown_variables
 
 T = TypeVar("T")
 
@@ -55,6 +56,8 @@ class OnOff(enum.StrEnum):
 
 
 def _settings() -> Settings:
+    for line in unknown_variables():
+        err.print(f"warning: {line}", markup=False)
     try:
         return load_settings()
     except SettingsError as error:
@@ -69,6 +72,34 @@ def _prepare(settings: Settings, *, create: bool) -> None:
         migrations.prepare(settings.database_url, create=create)
     except migrations.UnusableDatabase as error:
         err.print(f"error: {error}", markup=False)
+        raise typer.Exit(1) from None
+    _check_server_key(settings)
+
+
+def _check_server_key(settings: Settings) -> None:
+    """Before any command uses the server key: it opens what the database holds sealed,
+    and no new key is made beside a database sealed with another (a command run from
+    another folder would otherwise seal new secrets with a key of its own)."""
+
+    async def sample() -> str | None:
+        db = Database(settings.database_url)
+        try:
+            return await db.query(sealed_sample)
+        finally:
+            await db.dispose()
+
+    sealed = asyncio.run(sample())
+    try:
+        keyring = Keyring.from_settings(settings, create=sealed is None)
+        if sealed is not None:
+            keyring.open(sealed)
+    except KeyringError as error:
+        where = (
+            "TRACKBOOK_SECRET_KEY"
+            if settings.secret_key is not None
+            else Path(settings.secret_key_file).absolute()
+        )
+        err.print(f"error: {error} (the key tried: {where})", markup=False)
         raise typer.Exit(1) from None
 
 
@@ -147,8 +178,10 @@ def _show_key(issued: IssuedKey) -> None:
 @app.command()
 def migrate() -> None:
     """Upgrade the database to the newest schema."""
-    _prepare(_settings(), create=True)
-    out.print("database is up to date")
+    settings = _settings()
+    _prepare(settings, create=True)
+    shown = make_url(settings.database_url).render_as_string(hide_password=True)
+    out.print(f"the database {shown} has the newest schema")
 
 
 @app.command("server-key")
@@ -205,6 +238,9 @@ def serve(
     from trackbook.app import create_app  # noqa: PLC0415
 
     settings = _settings()
+    if port is not None and not 1 <= port <= 65535:
+        err.print(f"error: --port must be a port number from 1 to 65535, not {port}")
+        raise typer.Exit(2)
     overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
     if not worker:
         overrides["worker_in_process"] = False
@@ -217,6 +253,8 @@ def serve(
     except serving.CannotListen as error:
         err.print(f"error: {error}", markup=False)
         raise typer.Exit(1) from None
+    # before the database is prepared: a server key made there is logged as JSON too
+    logs.configure(settings.log_level)
     try:
         first = _run(_bootstrap, create=True)
         out.print(f"Trackbook is serving on {settings.base_url}")
@@ -229,7 +267,6 @@ def serve(
             out.print(f"  email: {FIRST_USER}")
             out.print(f"  password (shown once): {password}")
         sys.stdout.flush()
-        logs.configure(settings.log_level)
         application = create_app(settings)
         _settle_heap()
         status = serving.run(application, settings, sockets)
@@ -246,8 +283,8 @@ def run_worker() -> None:
     from trackbook.services import Services  # noqa: PLC0415 - only the worker needs them
 
     settings = _settings().model_copy(update={"worker_in_process": True})
-    _prepare(settings, create=True)
     logs.configure(settings.log_level)
+    _prepare(settings, create=True)
 
     async def main() -> None:
         services = Services.build(settings, clock)

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackbook.db.tables import accounts
 from trackbook.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,14 @@ class Keyring:
         self._opened: dict[str, str] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Keyring:
+    def from_settings(cls, settings: Settings, *, create: bool = True) -> Keyring:
         """TRACKBOOK_SECRET_KEY when set (comma-separated, newest first); otherwise the
-        key file, created on first use."""
+        key file, created on first use unless `create` is false (a database already
+        holding sealed secrets needs the key they were sealed with, not a new one)."""
         if settings.secret_key is not None:
             given = settings.secret_key.get_secret_value()
             return cls([key.strip() for key in given.split(",") if key.strip()])
-        return cls([_key_from_file(Path(settings.secret_key_file))])
+        return cls([_key_from_file(Path(settings.secret_key_file), create=create)])
 
     def seal(self, secret: str) -> str:
         return SEALED_MARKER + self._fernet.encrypt(secret.encode("utf-8")).decode("ascii")
@@ -110,15 +112,30 @@ async def seal_stored(conn: AsyncConnection, column: sa.Column[str], keyring: Ke
     return len(rows)
 
 
+async def sealed_sample(conn: AsyncConnection) -> str | None:
+    """One secret the database holds sealed, of any account, or None: what a server key
+    must open before a process uses it (a check of the whole install, like sealing)."""
+    return await conn.scalar(
+        sa.select(accounts.c.event_key)
+        .where(accounts.c.event_key.like(SEALED_MARKER + "%"))
+        .limit(1)
+    )
+
+
 def new_key() -> str:
     return Fernet.generate_key().decode("ascii")
 
 
-def _key_from_file(path: Path) -> str:
+def _key_from_file(path: Path, *, create: bool) -> str:
     try:
         return path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        pass
+        if not create:
+            raise KeyringError(
+                f"there is no server key at {path.absolute()}, and the database holds "
+                "secrets sealed with one: run Trackbook where its key file is, or point "
+                "TRACKBOOK_SECRET_KEY_FILE (or TRACKBOOK_SECRET_KEY) at it"
+            ) from None
     key = new_key()
     path.parent.mkdir(parents=True, exist_ok=True)
     draft = path.with_name(f".{path.name}.{os.getpid()}")

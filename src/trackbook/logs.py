@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -16,7 +17,12 @@ ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
 
 
 class JsonLines(JsonFormatter):
-    """One JSON object per line, with no terminal escapes for a log store to keep."""
+    """One JSON object per line, with no terminal escapes for a log store to keep, timed
+    in ISO 8601 UTC (2026-12-05T18:06:01.229Z) as log stores parse it."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 - logging's name
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
     def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
         log_data.pop("color_message", None)

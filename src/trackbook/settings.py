@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 from typing import Literal
 
 from cryptography.fernet import Fernet
@@ -230,6 +232,19 @@ class Settings(BaseSettings):
 
 class SettingsError(Exception):
     """A TRACKBOOK_* variable has a value Trackbook cannot start with."""
+
+
+def unknown_variables() -> list[str]:
+    """A line for each TRACKBOOK_* variable that names no setting (a misspelt one would
+    otherwise leave its default in force without a word), with the likely one meant."""
+    known = [ENV_PREFIX + name.upper() for name in Settings.model_fields]
+    lines = []
+    for name in sorted(os.environ):
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known:
+            meant = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f" (did you mean {meant[0]}?)" if meant else ""
+            lines.append(f"{name} is not a Trackbook setting{hint}; it is ignored")
+    return lines
 
 
 def load_settings() -> Settings:

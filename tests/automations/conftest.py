@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tests.support import UNLIMITED, free_port
+from tests.support import SERVER_KEY, UNLIMITED, free_port
 from trackbook.services import Services
 from trackbook.settings import Settings
 
@@ -102,6 +102,7 @@ def settings(database_url: str, mailbox: tuple[Mailbox, int]) -> Settings:
         smtp_from="Trackbook Tests <tests@trackbook.test>",
         worker_max_attempts=3,
         worker_backoff_seconds=60,
+        secret_key=SERVER_KEY,
         **UNLIMITED,
     )
 

@@ -13,7 +13,7 @@ import httpx
 
 from tests.automations.conftest import WebhookReceiver
 from tests.automations.test_end_to_end import create_automation, runs_of
-from tests.support import ManualClock, Tenant
+from tests.support import SERVER_KEY, ManualClock, Tenant
 from trackbook.services import Services
 from trackbook.settings import Settings
 
@@ -27,6 +27,7 @@ async def start_worker(database_url: str) -> asyncio.subprocess.Process:
         env={
             **os.environ,
             "TRACKBOOK_DATABASE_URL": database_url,
+            "TRACKBOOK_SECRET_KEY": SERVER_KEY,
             "TRACKBOOK_WEBHOOK_ALLOW_PRIVATE": "true",
             "TRACKBOOK_WORKER_LEASE_SECONDS": "2",
             "TRACKBOOK_WORKER_POLL_SECONDS": "0.1",
