@@ -123,3 +123,31 @@ async def test_a_flood_through_a_publishable_key_stores_the_first_names_and_drop
     [error] = octeth.json()["Errors"]
     assert error["Code"] == 18
     assert error["Message"].startswith("name is new, and the account already has 5 event names")
+
+
+async def test_an_octeth_event_refused_by_the_catalog_puts_no_held_contact_on_a_list(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    for n in range(NAMES):
+        stored = await client.post("/v1/track", headers=tenant.headers, json=event(f"name-{n}"))
+        assert stored.status_code == 201, stored.text
+    newsletter = await client.post("/v1/lists", headers=tenant.headers, json={"name": "News"})
+    list_id = newsletter.json()["id"]
+    key = await publishable_key(services, tenant.id)
+    refused = await client.post(
+        "/api/v1/event",
+        data={
+            "APIKey": key,
+            "Event": "one-too-many",
+            "Email": "flood@example.com",
+            "ListID": list_id,
+        },
+    )
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["Errors"][0]["Code"] == 18
+    members = await client.get(f"/v1/lists/{list_id}", headers=tenant.headers)
+    assert members.json()["member_count"] == 0
+    assert {drop["reason"] for drop in await dropped_of(client, tenant)} == {
+        "catalog_full",
+        "change_refused",
+    }

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from tests.support import Tenant
 from tests.test_publishable_keys import INGEST, keyed_routes, publishable_key
-from trackbook.db.tables import contact_aliases, contacts
+from trackbook.db.tables import contact_aliases, contacts, list_members
 from trackbook.events import dropped
 from trackbook.services import Services
 
@@ -30,6 +30,11 @@ OTHER = "other@corp.com"
 OTHER_EXTERNAL_ID = "other-ext"
 # Octeth's legacy endpoint dispatches on Command: event.track is the one open to them.
 OCTETH_LEGACY = {("GET", "/api.php"), ("POST", "/api.php")}
+# The ingest routes whose requests name a list (Octeth's ListID); native track, batch
+# and identify and Segment's messages have no list field.
+LISTED = {"/api/v1/event", "/api.php"}
+UNKNOWN_LIST = 10_000
+"""Added to the held list's id: a list id the account does not have."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,11 @@ class Naming:
     first_name: str | None = None
     last_name: str | None = None
     status: str | None = None
+    list_id: int | None = None
+    """A list the contact is said to join."""
 
 
-def takeovers(tag: str) -> list[Naming]:
+def takeovers(tag: str, list_id: int) -> list[Naming]:
     """Namings that, if applied, would change the victim or move its visitor id; `tag`
     keeps the attacker's own identifiers new on every route."""
     attacker = f"atk-{tag}"
@@ -62,6 +69,10 @@ def takeovers(tag: str) -> list[Naming]:
         Naming(None, f"atk3-{tag}@evil.example", VICTIM_VISITOR),
         # the victim's email and status alone
         Naming(None, VICTIM, f"visitor-{tag}", status="subscribed"),
+        # the victim subscribed to a list, by its email, with or without its visitor id
+        Naming(None, VICTIM, list_id=list_id),
+        Naming(None, VICTIM, VICTIM_VISITOR, list_id=list_id),
+        Naming(VICTIM_EXTERNAL_ID, VICTIM, f"visitor-{tag}-l", list_id=list_id),
     ]
 
 
@@ -140,11 +151,18 @@ def requests_for(method: str, path: str, key: str, naming: Naming) -> list[dict[
             return [{**auth, "json": {"batch": batch}}]
         kind = SEGMENT_KINDS[short]
         return [{**auth, "json": _segment_message(kind, naming)}]
+    if naming.list_id is not None and path not in LISTED:
+        return []
     bearer = {"headers": {"Authorization": f"Bearer {key}"}}
     if path == "/v1/identify":
+        contact = _native_contact(naming)
+        visitor = naming.anonymous_id
+        if not contact:
+            # a contact named by a visitor id of its, which a new visitor id joins
+            contact, visitor = {"anonymous_id": naming.anonymous_id}, None
         body = {
-            "anonymous_id": naming.anonymous_id or f"visitor-{uuid.uuid4()}",
-            "contact": _native_contact(naming),
+            "anonymous_id": visitor or f"visitor-{uuid.uuid4()}",
+            "contact": contact,
             "traits": _native_traits(naming),
         }
         return [{**bearer, "json": body}]
@@ -165,6 +183,7 @@ def requests_for(method: str, path: str, key: str, naming: Naming) -> list[dict[
             "Email": naming.email,
             "ID": naming.external_id,
             "UUID": naming.anonymous_id,
+            "ListID": naming.list_id,
         }
         properties = {"firstname": naming.first_name, "lastname": naming.last_name}
         sent = {name: value for name, value in fields.items() if value is not None}
@@ -192,15 +211,20 @@ def ingest_routes(client: httpx.AsyncClient) -> list[tuple[str, str]]:
 class Held:
     contacts: tuple[tuple[Any, ...], ...]
     visitors: frozenset[tuple[str, int]]
+    memberships: frozenset[tuple[int, int]]
 
     def unchanged_since(self, before: Held) -> bool:
-        """The same rows, and every visitor id of theirs still theirs (a new visitor
-        linked to one of them is what a publishable key may do)."""
-        return self.contacts == before.contacts and before.visitors <= self.visitors
+        """The same rows and lists, and every visitor id of theirs still theirs (a new
+        visitor linked to one of them is what a publishable key may do)."""
+        return (
+            self.contacts == before.contacts
+            and before.visitors <= self.visitors
+            and self.memberships == before.memberships
+        )
 
 
 async def held(services: Services, account_id: int) -> Held:
-    """The victim and the other contact as stored, with their visitor ids."""
+    """The victim and the other contact as stored, with their visitor ids and lists."""
     async with services.db.read() as conn:
         rows = (
             await conn.execute(
@@ -222,10 +246,24 @@ async def held(services: Services, account_id: int) -> Held:
                 .order_by(contact_aliases.c.id)
             )
         ).all()
-    return Held(tuple(tuple(row) for row in rows), frozenset((a, c) for a, c in aliases))
+        memberships = (
+            await conn.execute(
+                sa.select(list_members.c.list_id, list_members.c.contact_id).where(
+                    list_members.c.account_id == account_id,
+                    list_members.c.contact_id.in_([row.id for row in rows]),
+                )
+            )
+        ).all()
+    return Held(
+        tuple(tuple(row) for row in rows),
+        frozenset((a, c) for a, c in aliases),
+        frozenset((list_id, c) for list_id, c in memberships),
+    )
 
 
-async def victims(client: httpx.AsyncClient, tenant: Tenant) -> None:
+async def victims(client: httpx.AsyncClient, tenant: Tenant) -> int:
+    """The victim and another contact, the victim with a visitor id; the id of a list
+    neither is on."""
     for email, external_id in ((VICTIM, VICTIM_EXTERNAL_ID), (OTHER, OTHER_EXTERNAL_ID)):
         made = await client.post(
             "/v1/contacts",
@@ -245,17 +283,21 @@ async def victims(client: httpx.AsyncClient, tenant: Tenant) -> None:
         json={"anonymous_id": VICTIM_VISITOR, "contact": {"email": VICTIM}},
     )
     assert linked.status_code == 200, linked.text
+    newsletter = await client.post("/v1/lists", headers=tenant.headers, json={"name": "News"})
+    assert newsletter.status_code == 201, newsletter.text
+    list_id: int = newsletter.json()["id"]
+    return list_id
 
 
 async def test_no_ingest_route_lets_a_publishable_key_change_or_move_an_identity(
     client: httpx.AsyncClient, tenant: Tenant, services: Services
 ) -> None:
-    await victims(client, tenant)
+    list_id = await victims(client, tenant)
     before = await held(services, tenant.id)
     key = await publishable_key(services, tenant.id)
     tried = 0
     for index, (method, path) in enumerate(ingest_routes(client)):
-        for naming in takeovers(str(index)):
+        for naming in takeovers(str(index), list_id):
             for request in requests_for(method, path, key, naming):
                 response = await client.request(method, path, **request)
                 where = (method, path, naming, response.status_code, response.text)
@@ -263,7 +305,7 @@ async def test_no_ingest_route_lets_a_publishable_key_change_or_move_an_identity
                 assert response.status_code not in (401, 403), where
                 tried += 1
                 assert (await held(services, tenant.id)).unchanged_since(before), where
-    assert tried > 150
+    assert tried > 200
 
 
 async def contact_by_email(services: Services, account_id: int, email: str) -> Any:
@@ -408,9 +450,11 @@ async def test_a_secret_key_still_changes_a_contact_through_the_same_routes(
     assert native.json()["status"] == "subscribed"
 
 
-def _answer_pairs(method: str, path: str, key: str, tag: str) -> list[tuple[Naming, Naming]]:
-    """(known, unknown): the same request, naming a held contact or one nobody has."""
+def _answer_pairs(tag: str, list_id: int) -> list[tuple[Naming, Naming]]:
+    """(known, unknown): the same request, naming a held contact, visitor id or list, or
+    one nobody has."""
     new = f"new-{tag}"
+    unknown_list = list_id + UNKNOWN_LIST
     return [
         (Naming(None, VICTIM), Naming(None, f"{new}@corp.com")),
         (Naming(VICTIM_EXTERNAL_ID, None), Naming(f"{new}-ext", None)),
@@ -420,6 +464,25 @@ def _answer_pairs(method: str, path: str, key: str, tag: str) -> list[tuple[Nami
         (
             Naming(None, VICTIM, f"v-{tag}-1", first_name="Mal"),
             Naming(None, f"{new}-d@corp.com", f"v-{tag}-2", first_name="Mal"),
+        ),
+        # a visitor id linked to an identified contact, said with a new email or external id
+        (
+            Naming(None, f"{new}-g@corp.com", VICTIM_VISITOR),
+            Naming(None, f"{new}-h@corp.com", f"v-{tag}-3"),
+        ),
+        (Naming(f"{new}-i", None, VICTIM_VISITOR), Naming(f"{new}-j", None, f"v-{tag}-4")),
+        # a contact named by a visitor id alone
+        (Naming(None, None, VICTIM_VISITOR), Naming(None, None, f"v-{tag}-5")),
+        # a list held or not, for a held contact and for a new one
+        (Naming(None, VICTIM, list_id=list_id), Naming(None, VICTIM, list_id=unknown_list)),
+        (Naming(None, VICTIM, list_id=list_id), Naming(None, f"{new}-k@corp.com", list_id=list_id)),
+        (
+            Naming(None, f"{new}-l@corp.com", list_id=list_id),
+            Naming(None, f"{new}-m@corp.com", list_id=unknown_list),
+        ),
+        (
+            Naming(None, VICTIM, VICTIM_VISITOR, list_id=list_id),
+            Naming(None, f"{new}-n@corp.com", f"v-{tag}-6", list_id=unknown_list),
         ),
     ]
 
@@ -440,11 +503,11 @@ def _as_compared(content: bytes, naming: Naming) -> bytes:
 async def test_answers_to_a_publishable_key_are_the_same_for_held_and_unknown_contacts(
     client: httpx.AsyncClient, tenant: Tenant, services: Services
 ) -> None:
-    await victims(client, tenant)
+    list_id = await victims(client, tenant)
     key = await publishable_key(services, tenant.id)
     compared = 0
     for index, (method, path) in enumerate(ingest_routes(client)):
-        for known, unknown in _answer_pairs(method, path, key, str(index)):
+        for known, unknown in _answer_pairs(str(index), list_id):
             for sent_known, sent_unknown in zip(
                 requests_for(method, path, key, known),
                 requests_for(method, path, key, unknown),
@@ -453,9 +516,168 @@ async def test_answers_to_a_publishable_key_are_the_same_for_held_and_unknown_co
                 answers = []
                 for naming, request in ((known, sent_known), (unknown, sent_unknown)):
                     response = await client.request(method, path, **request)
-                    assert VICTIM_VISITOR.encode() not in response.content, (path, response.text)
+                    if naming.anonymous_id != VICTIM_VISITOR:
+                        assert VICTIM_VISITOR.encode() not in response.content, (
+                            path,
+                            response.text,
+                        )
                     assert b"contact_id" not in response.content, (path, response.text)
                     answers.append((response.status_code, _as_compared(response.content, naming)))
                 assert answers[0] == answers[1], (method, path, known, answers)
                 compared += 1
-    assert compared > 100
+    assert compared > 250
+
+
+async def dropped_reasons(client: httpx.AsyncClient, tenant: Tenant) -> list[dict[str, Any]]:
+    listed = await client.get("/v1/dropped-events", headers=tenant.headers)
+    assert listed.status_code == 200, listed.text
+    data: list[dict[str, Any]] = listed.json()["data"]
+    return data
+
+
+async def lists_of(client: httpx.AsyncClient, tenant: Tenant, email: str) -> list[int]:
+    [contact] = (
+        await client.get("/v1/contacts", headers=tenant.headers, params={"email": email})
+    ).json()["data"]
+    details = await client.get(f"/v1/contacts/{contact['id']}", headers=tenant.headers)
+    list_ids: list[int] = details.json()["list_ids"]
+    return list_ids
+
+
+async def test_an_octeth_list_id_puts_only_the_contact_the_key_creates_on_the_list(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    list_id = await victims(client, tenant)
+    key = await publishable_key(services, tenant.id)
+
+    async def track(**fields: Any) -> httpx.Response:
+        sent = {"APIKey": key, "Command": "event.track", "Event": "signup", **fields}
+        return await client.post("/api/v1/event", data=sent)
+
+    for email in (VICTIM, "newcomer@corp.com"):
+        answer = await track(Email=email, ListID=list_id)
+        assert answer.status_code == 200, answer.text
+    assert await lists_of(client, tenant, VICTIM) == []
+    assert await lists_of(client, tenant, "newcomer@corp.com") == [list_id]
+    [refused] = await dropped_reasons(client, tenant)
+    assert refused["reason"] == dropped.CHANGE_REFUSED
+    assert refused["payload"]["refused"] == {"list_ids": [list_id]}
+    assert refused["payload"]["contact"]["email"] == VICTIM
+    # a list nobody has, or no list at all, is answered as one that exists, and recorded
+    for unknown in (list_id + UNKNOWN_LIST, 0, 2**64):
+        answer = await track(Email="stranger@corp.com", ListID=unknown, UUID="stranger")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["status"] == "success"
+    assert await lists_of(client, tenant, "stranger@corp.com") == []
+    ignored = [d for d in await dropped_reasons(client, tenant) if d["reason"] == "unknown_list"]
+    assert sorted(int(d["payload"]["ListID"]) for d in ignored) == [
+        0,
+        list_id + UNKNOWN_LIST,
+        2**64,
+    ]
+    # a secret key is still told (Octeth's code 4)
+    answer = await client.post(
+        "/api/v1/event",
+        data={"APIKey": tenant.key, "Event": "x", "ListID": list_id + UNKNOWN_LIST},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json() == {"Errors": [{"Code": 4, "Message": "Invalid ListID parameter"}]}
+
+
+async def test_a_visitor_on_a_list_linked_to_a_held_contact_does_not_bring_the_list(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    list_id = await victims(client, tenant)
+    key = await publishable_key(services, tenant.id)
+    bearer = {"Authorization": f"Bearer {key}"}
+    for visitor, email in (("on-list-1", VICTIM), ("on-list-2", "fresh@corp.com")):
+        tracked = await client.post(
+            "/v1/track",
+            headers=bearer,
+            json={"event": "seen", "contact": {"anonymous_id": visitor}},
+        )
+        assert tracked.status_code == 201, tracked.text
+        # put on the list by the account (an automation, say)
+        anonymous = (await client.get("/v1/contacts", headers=tenant.headers)).json()["data"][-1]
+        added = await client.put(
+            f"/v1/lists/{list_id}/contacts/{anonymous['id']}", headers=tenant.headers
+        )
+        assert added.status_code == 201, added.text
+        identified = await client.post(
+            "/v1/identify",
+            headers=bearer,
+            json={"anonymous_id": visitor, "contact": {"email": email}},
+        )
+        assert identified.json() == {"identified": True}
+    assert await lists_of(client, tenant, VICTIM) == []
+    assert await lists_of(client, tenant, "fresh@corp.com") == [list_id]
+    [refused] = await dropped_reasons(client, tenant)
+    assert refused["payload"]["refused"] == {"list_ids": [list_id]}
+
+
+async def test_a_refused_link_is_answered_as_usual_to_a_publishable_key_and_recorded(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services
+) -> None:
+    await victims(client, tenant)
+    before = await held(services, tenant.id)
+    key = await publishable_key(services, tenant.id)
+    requests: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        (
+            "/v1/identify",
+            {"json": {"anonymous_id": VICTIM_VISITOR, "contact": {"email": "mal@evil.example"}}},
+            {"status_code": 409, "reason": dropped.IDENTITY_CONFLICT},
+        ),
+        (
+            "/v1/identify",
+            {"json": {"anonymous_id": "mal-visitor", "contact": {"anonymous_id": "nobody"}}},
+            {"status_code": 404, "reason": dropped.UNKNOWN_CONTACT},
+        ),
+        (
+            "/api/v1/event",
+            {"data": {"Event": "x", "UUID": VICTIM_VISITOR, "Email": "mal2@evil.example"}},
+            {"status_code": 409, "reason": dropped.IDENTITY_CONFLICT},
+        ),
+        (
+            "/segment/v1/identify",
+            {"json": {"anonymousId": VICTIM_VISITOR, "traits": {"email": "mal3@evil.example"}}},
+            {"status_code": 200, "reason": dropped.IDENTITY_CONFLICT},
+        ),
+    ]
+    for path, request, secret in requests:
+        for credential in (tenant.key, key):
+            presented: dict[str, Any] = (
+                {"auth": (credential, "")}
+                if path.startswith("/segment/")
+                else {"headers": {"Authorization": f"Bearer {credential}"}}
+            )
+            answer = await client.post(path, **presented, **request)
+            if credential == key:
+                assert answer.status_code == 200, (path, answer.text)
+            else:
+                # a server holding a secret key is told
+                assert answer.status_code == secret["status_code"], (path, answer.text)
+        drops = await dropped_reasons(client, tenant)
+        assert drops[0]["reason"] == secret["reason"], (path, drops)
+    assert (await held(services, tenant.id)).unchanged_since(before)
+    drops = await dropped_reasons(client, tenant)
+    conflicts = [d for d in drops if d["source"] != "segment"]
+    assert [(d["reason"], d["payload"]) for d in conflicts] == [
+        (
+            dropped.IDENTITY_CONFLICT,
+            {"anonymous_id": VICTIM_VISITOR, "contact": {"email": "mal2@evil.example"}},
+        ),
+        (
+            dropped.UNKNOWN_CONTACT,
+            {"anonymous_id": "mal-visitor", "contact": {"anonymous_id": "nobody"}},
+        ),
+        (
+            dropped.IDENTITY_CONFLICT,
+            {"anonymous_id": VICTIM_VISITOR, "contact": {"email": "mal@evil.example"}},
+        ),
+    ]
+    # the refusals name the victim's visitor id: erasing the victim erases them
+    victim = await contact_by_email(services, tenant.id, VICTIM)
+    erased = await client.delete(f"/v1/contacts/{victim.id}", headers=tenant.headers)
+    assert erased.status_code == 204
+    left = [d["payload"].get("anonymous_id") for d in await dropped_reasons(client, tenant)]
+    assert VICTIM_VISITOR not in left

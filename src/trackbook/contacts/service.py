@@ -19,7 +19,13 @@ from trackbook.contacts.errors import (
     ListInUse,
     ListNotFound,
 )
-from trackbook.contacts.identity import ContactRef, Credential, UnknownContact, VisitorNaming
+from trackbook.contacts.identity import (
+    MAX_ID,
+    ContactRef,
+    Credential,
+    UnknownContact,
+    VisitorNaming,
+)
 from trackbook.db.engine import Database
 from trackbook.db.tables import (
     automation_runs,
@@ -646,14 +652,30 @@ async def identify(
     credential: Credential,
     now: datetime,
     changes: Mapping[str, Any] | None = None,
-) -> Contact:
+) -> Contact | None:
     """Links an anonymous id to a contact (created if new, with `changes`; an existing
     one is changed as far as the credential may). Events and counters of the anonymous
-    contact it named until now move to that contact, which then replaces it; an id
-    already linked to another identified contact is a ContactConflict, whoever asks."""
+    contact it named until now move to that contact, which then replaces it.
+
+    For a secret key, an id already linked to another identified contact is a
+    ContactConflict, and a contact named by an anonymous id nobody has ContactNotFound.
+    A publishable key is answered the same whatever is held: the link is not made, is
+    kept in the dropped events with the reason (`identity_conflict`, `unknown_contact`),
+    and the contact is returned as if it were (None when there is none)."""
     found = (await resolve_contacts(conn, account_id, {ref: UnknownContact.REJECT}, now=now))[ref]
     created = isinstance(found, ContactNotFound)
     if isinstance(found, ContactNotFound):
+        if credential.publishable and not ref.identified:
+            await _refuse_link(
+                conn,
+                account_id,
+                dropped.UNKNOWN_CONTACT,
+                anonymous_id,
+                ContactRef(anonymous_id=ref.anonymous_id),
+                credential=credential,
+                now=now,
+            )
+            return None
         target = await resolve_contact(
             conn, account_id, ref, UnknownContact.CREATE_IDENTIFIED, now=now
         )
@@ -672,13 +694,70 @@ async def identify(
         )
     elif current != target:
         source = await get_contact(conn, account_id, current)
-        if source.email or source.external_id or source.wp_user_id:
+        if not (source.email or source.external_id or source.wp_user_id):
+            its_lists = await conn.scalars(
+                sa.select(list_members.c.list_id).where(
+                    list_members.c.account_id == account_id, list_members.c.contact_id == source.id
+                )
+            )
+            list_ids = list(its_lists)
+            await _merge_into(conn, account_id, source.id, target, now=now)
+            await join_lists(
+                conn, account_id, target, list_ids, created=created, credential=credential, now=now
+            )
+        elif credential.publishable:
+            contact = await get_contact(conn, account_id, target)
+            await _refuse_link(
+                conn,
+                account_id,
+                dropped.IDENTITY_CONFLICT,
+                anonymous_id,
+                ContactRef(email=contact.email, external_id=contact.external_id),
+                credential=credential,
+                now=now,
+            )
+        else:
             raise ContactConflict("anonymous_id already belongs to another identified contact")
-        await _merge_into(conn, account_id, source.id, target, now=now)
     if created:
         return await update_contact(conn, account_id, target, now=now, changes=changes or {})
     return await change_existing(
         conn, account_id, target, credential=credential, now=now, changes=changes or {}
+    )
+
+
+async def _refuse_link(
+    conn: AsyncConnection,
+    account_id: int,
+    reason: str,
+    anonymous_id: str,
+    named: ContactRef,
+    *,
+    credential: Credential,
+    now: datetime,
+) -> None:
+    """A publishable key's link of a visitor id to a contact, not made: kept for the
+    account to see, named by both so that erasing either finds it."""
+    await dropped.record(
+        conn,
+        account_id,
+        source=credential.source,
+        reason=reason,
+        payload={
+            "anonymous_id": anonymous_id,
+            "contact": {
+                name: value
+                for name, value in (
+                    ("email", named.email),
+                    ("external_id", named.external_id),
+                    ("anonymous_id", named.anonymous_id),
+                )
+                if value is not None
+            },
+        },
+        naming=ContactRef(
+            email=named.email, external_id=named.external_id, anonymous_id=anonymous_id
+        ),
+        now=now,
     )
 
 
@@ -703,13 +782,15 @@ async def identify_visitor(
     credential: Credential,
     now: datetime,
     changes: Mapping[str, Any] | None = None,
+    list_id: int | None = None,
 ) -> Visitor:
     """The contact with this email or external id (created if new; with both, the
     external id is given to the email's contact, as far as the credential may), linked
-    to the visitor id. Without a visitor id, the contact's first alias is reused, or
-    `new_visitor_id` becomes one; always the new one for a publishable key, which is
-    never told the visitor id a contact has (it is answered as for an unknown one)."""
-    contact, _ = await upsert_contact(
+    to the visitor id and put on the list (`join_lists`). Without a visitor id, the
+    contact's first alias is reused, or `new_visitor_id` becomes one; always the new one
+    for a publishable key, which is never told the visitor id a contact has (it is
+    answered as for an unknown one), nor whether a link it asked for was refused."""
+    contact, created = await upsert_contact(
         conn,
         account_id,
         credential=credential,
@@ -718,6 +799,10 @@ async def identify_visitor(
         external_id=external_id,
         fields=changes,
     )
+    if list_id is not None:
+        await join_lists(
+            conn, account_id, contact.id, [list_id], created=created, credential=credential, now=now
+        )
     if visitor_id is None and credential.publishable:
         visitor_id = new_visitor_id
     if visitor_id is None:
@@ -738,12 +823,36 @@ async def identify_visitor(
             contact_aliases.c.account_id == account_id, contact_aliases.c.alias == visitor_id
         )
     )
-    if owner == contact.id:
+    if owner == contact.id or (
+        owner is not None
+        and credential.publishable
+        and await _link_refused_before(conn, account_id, visitor_id, contact)
+    ):
         return Visitor(contact.id, visitor_id, newly_identified=False)
     await identify(
         conn, account_id, visitor_id, ContactRef(id=contact.id), credential=credential, now=now
     )
     return Visitor(contact.id, visitor_id, newly_identified=True)
+
+
+async def _link_refused_before(
+    conn: AsyncConnection, account_id: int, visitor_id: str, contact: Contact
+) -> bool:
+    """Whether linking the visitor id to the contact was refused to a publishable key
+    before: it is answered from then on as a link that was made, so that asking again
+    tells the key no more than the first refusal did."""
+    found = await conn.scalar(
+        sa.select(dropped_events.c.id)
+        .where(
+            dropped_events.c.account_id == account_id,
+            dropped_events.c.anonymous_id == visitor_id,
+            dropped_events.c.reason == dropped.IDENTITY_CONFLICT,
+            dropped_events.c.email.is_not_distinct_from(contact.email),
+            dropped_events.c.external_id.is_not_distinct_from(contact.external_id),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 # What the contact each naming of a group names already has, of all an identify could
@@ -884,15 +993,7 @@ async def _merge_into(
                 for summary in summaries
             ],
         )
-    memberships = await conn.scalars(
-        sa.select(list_members.c.list_id).where(owned_by_source(list_members))
-    )
-    for list_id in memberships.all():
-        await conn.execute(
-            upsert(conn, list_members)
-            .values(account_id=account_id, list_id=list_id, contact_id=target, created_at=now)
-            .on_conflict_do_nothing()
-        )
+    # its lists are the caller's to join (join_lists): a credential may not be allowed to
     await delete_contact(conn, account_id, source)
 
 
@@ -1063,6 +1164,64 @@ def list_exists(conn: sa.Connection, account_id: int, list_id: int) -> bool:
         sa.select(lists.c.id).where(lists.c.account_id == account_id, lists.c.id == list_id)
     )
     return found.first() is not None
+
+
+def ingest_list(
+    conn: sa.Connection, account_id: int, list_id: int, *, credential: Credential
+) -> int | None:
+    """The list an ingest request names, when the account has it. One it does not have
+    is ListNotFound for a secret key; for a publishable key it is None, the request
+    carried out without it: answering otherwise would let anyone holding the key find
+    out which list ids exist. (Out-of-range ids are no list of any account.)"""
+    if 0 < list_id <= MAX_ID and list_exists(conn, account_id, list_id):
+        return list_id
+    if credential.publishable:
+        return None
+    raise ListNotFound(f"list {list_id} does not exist")
+
+
+async def join_lists(
+    conn: AsyncConnection,
+    account_id: int,
+    contact_id: int,
+    list_ids: Iterable[int],
+    *,
+    created: bool,
+    credential: Credential,
+    now: datetime,
+) -> None:
+    """Puts the contact on these lists as the credential may: a secret key any contact,
+    a publishable key only the contact its request has just created. Putting a contact
+    that exists on a list subscribes it to the list's mail, a change of its consent: for
+    a publishable key it is refused and kept in the dropped events (`change_refused`),
+    like any other change it asks of a contact (`change_existing`)."""
+    wanted = list(dict.fromkeys(list_ids))
+    if created or not credential.publishable:
+        for list_id in wanted:
+            await add_to_list(conn, account_id, list_id, contact_id, now=now)
+        return
+    members = await conn.scalars(
+        sa.select(list_members.c.list_id).where(
+            list_members.c.account_id == account_id,
+            list_members.c.contact_id == contact_id,
+            list_members.c.list_id.in_(wanted),
+        )
+    )
+    refused = sorted(set(wanted) - set(members))
+    if refused:
+        contact = await get_contact(conn, account_id, contact_id)
+        await dropped.record(
+            conn,
+            account_id,
+            source=credential.source,
+            reason=dropped.CHANGE_REFUSED,
+            payload={
+                "contact": {"email": contact.email, "external_id": contact.external_id},
+                "refused": {"list_ids": refused},
+            },
+            naming=ContactRef(email=contact.email, external_id=contact.external_id),
+            now=now,
+        )
 
 
 async def add_to_list(

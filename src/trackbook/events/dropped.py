@@ -22,12 +22,16 @@ TOO_LARGE = "too_large"
 NOT_SUPPORTED = "not_supported"
 """A kind of message Trackbook does not store (Segment's group)."""
 IDENTITY_CONFLICT = "identity_conflict"
-"""The message would join two identified contacts into one."""
+"""The message would join two identified contacts into one (for a publishable key: link
+a visitor id of one identified contact to another); the link is not made."""
 CATALOG_FULL = "catalog_full"
 """The event would bring a new event or property name beyond the account's limits."""
 CHANGE_REFUSED = "change_refused"
 """A publishable key asked to change a contact that exists (its email, external id,
-names or status): the change is not made; the message's event, if any, is stored."""
+names, status or lists): the change is not made; the message's event, if any, is stored."""
+UNKNOWN_LIST = "unknown_list"
+"""A publishable key named a list the account does not have: the event is stored
+without it, and answered as with a list that exists."""
 
 
 def _identifier(value: Any, limit: int = 255) -> str | None:

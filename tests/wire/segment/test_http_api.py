@@ -490,6 +490,33 @@ async def test_a_deeply_nested_call_is_a_400_and_in_a_batch_drops_only_itself(
     }
 
 
+async def test_a_batch_nested_beyond_orjsons_limit_is_refused_whole(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """The body is parsed whole before any message is looked at, by orjson, which stops
+    at 1,024 levels (no kept library reads deeper JSON without recursion): a message
+    that takes the body beyond that refuses its batch as malformed JSON, a 400 that
+    Segment's libraries do not retry; up to it, only the message is dropped."""
+    headers = {**basic(tenant.key), "Content-Type": "application/json"}
+    good = '{"type":"track","userId":"nester","event":"Good","messageId":"%s"}'
+    # the batch's object and list and the message's object: 3 levels before its properties
+    for depth, status in ((1021, 200), (1022, 400)):
+        deep = (
+            f'{{"type":"track","userId":"nester","event":"Deep","messageId":"deep-{depth}",'
+            f'"properties":{nested_json(depth)}}}'
+        )
+        batch = f'{{"batch":[{good % f"before-{depth}"},{deep},{good % f"after-{depth}"}]}}'
+        answer = await client.post("/segment/v1/batch", headers=headers, content=batch)
+        assert answer.status_code == status, answer.text
+    assert answer.json() == {"code": "invalid_request", "message": "the body is not valid JSON"}
+    contacts = await client.get("/v1/contacts", headers=tenant.headers, params={"limit": 1000})
+    [nester] = [c for c in contacts.json()["data"] if c["external_id"] == "nester"]
+    stored = await timeline(client, tenant, nester["id"])
+    assert sorted(e["message_id"] for e in stored) == ["after-1021", "before-1021"]
+    [drop] = await dropped_of(client, tenant)
+    assert drop["payload"]["message"] == {"messageId": "deep-1021"}
+
+
 async def test_tracking_switched_off_drops_with_the_reason(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:

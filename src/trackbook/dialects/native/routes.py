@@ -270,7 +270,7 @@ async def identify(
 ) -> JSON:
     """Links an anonymous id to a contact; its earlier events move to that contact.
     With a publishable key the contact cannot be named by id, and the answer is only
-    `{"identified": true}`."""
+    `{"identified": true}`, also when the link is refused (kept in the dropped events)."""
     _check_contact_naming(request, body.contact.id)
     changes = _traits(body.traits or {})
     contact = await services.db.write(
@@ -284,6 +284,7 @@ async def identify(
     )
     if by_publishable_key(request):
         return JSON({"identified": True})
+    assert contact is not None  # noqa: S101 - None only for a publishable key
     return JSON(_contact_body(contact))
 
 

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Header
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
+from trackbook.contacts.errors import ListNotFound
 from trackbook.contacts.identity import (
     MAX_ID,
     ContactRef,
@@ -27,7 +26,7 @@ from trackbook.dialects.octeth.errors import MALFORMED, UNKNOWN_COMMAND, OctethE
 from trackbook.dialects.params import merged_params
 from trackbook.dialects.responses import JSON
 from trackbook.errors import Invalid, StorageUnavailable
-from trackbook.events import queries
+from trackbook.events import dropped, queries
 from trackbook.events.errors import TrackingDisabled
 from trackbook.events.model import TrackCommand, TrackResult
 from trackbook.ratelimits import key_identity
@@ -144,23 +143,24 @@ class _Checked:
     only where the writer's check of the visitor cannot answer (`_check_list`)."""
     email: str | None
     properties: dict[str, Any]
+    ignored_list: int | None = None
+    """A publishable key's ListID that names no list of the account: left out, and
+    answered as one that does (`contacts.ingest_list`)."""
 
 
-async def _check(params: dict[str, Any], account: Account, services: Services) -> _Checked:
-    """Octeth's validation: every detected error listed at once."""
+async def _check(
+    params: dict[str, Any], account: Account, services: Services, credential: Credential
+) -> _Checked:
+    """Octeth's validation: every detected error listed at once. Whether a list exists
+    is never an error for a publishable key."""
     errors: list[tuple[int, str]] = []
     event = _text(params.get("event"))
     if event is None:
         errors.append((5, "Missing event parameter"))
-    list_id = None
     list_error_at = len(errors)
-    if params.get("listid") not in (None, ""):
-        list_id = _integer(params["listid"])
-        if list_id is not None and not 0 < list_id <= MAX_ID:
-            # no list has this id; the look-up answers it as it answers any other
-            list_id = list_id if await _list_exists(list_id, account, services) else None
-        if list_id is None:
-            errors.append((4, "Invalid ListID parameter"))
+    list_id, ignored_list = await _list_param(params, account, services, credential)
+    if list_id is None and ignored_list is None and params.get("listid") not in (None, ""):
+        errors.append((4, "Invalid ListID parameter"))
     email = _text(params.get("email"))
     if email is not None:
         try:
@@ -173,33 +173,62 @@ async def _check(params: dict[str, Any], account: Account, services: Services) -
             if properties.get(name) in (None, ""):
                 errors.append((code, f"Missing {name} event property (for conversion events)"))
     if errors or event is None:
-        if list_id is not None and not await _list_exists(list_id, account, services):
+        if (
+            list_id is not None
+            and not credential.publishable
+            and not await _list_exists(list_id, account, services)
+        ):
             errors.insert(list_error_at, (4, "Invalid ListID parameter"))
         raise OctethErrors(errors)
-    return _Checked(event, list_id, email, properties)
+    return _Checked(event, list_id, email, properties, ignored_list)
 
 
-async def _check_list(checked: _Checked, account: Account, services: Services) -> None:
-    if checked.list_id is not None and not await _list_exists(checked.list_id, account, services):
-        raise OctethErrors([(4, "Invalid ListID parameter")])
+async def _list_param(
+    params: dict[str, Any], account: Account, services: Services, credential: Credential
+) -> tuple[int | None, int | None]:
+    """(list id, ignored list id) of the ListID parameter; (None, None) when there is
+    none or it is no number."""
+    if params.get("listid") in (None, ""):
+        return None, None
+    list_id = _integer(params["listid"])
+    if list_id is None or 0 < list_id <= MAX_ID:
+        return list_id, None
+    # no list has this id
+    if credential.publishable:
+        return None, list_id
+    # the look-up answers it as it answers any other
+    return (list_id if await _list_exists(list_id, account, services) else None), None
+
+
+async def _check_list(
+    checked: _Checked, account: Account, services: Services, credential: Credential
+) -> _Checked:
+    """The request with its ListID looked up: code 4 when it names no list, or for a
+    publishable key without it."""
+    if checked.list_id is None:
+        return checked
+    try:
+        list_id = await services.db.run_query(
+            contacts.ingest_list, account.id, checked.list_id, credential=credential
+        )
+    except ListNotFound:
+        raise OctethErrors([(4, "Invalid ListID parameter")]) from None
+    if list_id is None:
+        return replace(checked, list_id=None, ignored_list=checked.list_id)
+    return checked
 
 
 async def track(
     params: dict[str, Any], account: Account, services: Services, credential: Credential
 ) -> JSON:
     """event.track: validate, link the visitor to the contact it names, store."""
-    checked = await _check(params, account, services)
-    event, list_id, email, properties = (
-        checked.event,
-        checked.list_id,
-        checked.email,
-        checked.properties,
-    )
+    checked = await _check(params, account, services, credential)
     external_id = _text(params.get("id"))
     visitor_id = _text(params.get("uuid"))
+    event, email, properties = checked.event, checked.email, checked.properties
     is_test = properties.get("isTest") is True or properties.get("isTest") == "true"
     if email is None or is_test or not account.tracking_enabled:
-        await _check_list(checked, account, services)
+        checked = await _check_list(checked, account, services, credential)
     if is_test:
         # Octeth answers a test event as a real one and stores nothing.
         return _success(visitor_id or str(uuid.uuid4()), external_id, event == "identify")
@@ -209,12 +238,11 @@ async def track(
     identified = False
     if email is not None or external_id is not None:
         traits = _traits(properties) if event == "identify" else {}
-        joining_list = list_id if email is not None else None
         naming = VisitorNaming(
             email,
             external_id,
             visitor_id,
-            joining_list,
+            checked.list_id if email is not None else None,
             tuple(traits.items()),
             publishable=credential.publishable,
         )
@@ -228,23 +256,25 @@ async def track(
         )
         if isinstance(outcome, TrackResult):
             assert outcome.visitor_id is not None  # noqa: S101 - set for a command as_named
+            await _record_ignored_list(checked, account, services, external_id, visitor_id)
             return _success(outcome.visitor_id, external_id, event == "identify")
         if isinstance(outcome, StorageUnavailable):
             raise outcome
         # Not as named, or refused by a check of the event itself: the identify comes
         # first and is kept either way, then the event is stored or refused as before.
         if email is not None:
-            await _check_list(checked, account, services)
+            checked = await _check_list(checked, account, services, credential)
         visitor = await services.db.write(
-            _identify,
+            contacts.identify_visitor,
             account.id,
             email=email,
             external_id=external_id,
             visitor_id=visitor_id,
-            list_id=joining_list,
-            traits=traits,
+            new_visitor_id=str(uuid.uuid4()),
             credential=credential,
             now=services.clock.now(),
+            changes=traits,
+            list_id=checked.list_id if email is not None else None,
         )
         visitor_id, identified = visitor.visitor_id, visitor.newly_identified
         contact = ContactRef(id=visitor.contact_id)
@@ -263,13 +293,38 @@ async def track(
                 source=SOURCE,
                 unknown_contact=_policy(contact),
                 properties=properties,
-                list_id=list_id,
+                list_id=checked.list_id,
             ),
         )
     for outcome in await services.events.track_many(account, commands):
         if isinstance(outcome, Exception):
             raise outcome
+    await _record_ignored_list(checked, account, services, external_id, visitor_id)
     return _success(visitor_id, external_id, identified or event == "identify")
+
+
+async def _record_ignored_list(
+    checked: _Checked,
+    account: Account,
+    services: Services,
+    external_id: str | None,
+    visitor_id: str | None,
+) -> None:
+    """Kept for the account to see: the event was stored without the list it named."""
+    if checked.ignored_list is None:
+        return
+    await services.db.write(
+        dropped.record,
+        account.id,
+        source=SOURCE,
+        reason=dropped.UNKNOWN_LIST,
+        # as text: the id may be beyond what JSON numbers in the database hold
+        payload={"ListID": str(checked.ignored_list), "event": checked.event},
+        naming=dropped.naming(
+            email=checked.email, external_id=external_id, anonymous_id=visitor_id
+        ),
+        now=services.clock.now(),
+    )
 
 
 def _policy(contact: ContactRef) -> UnknownContact:
@@ -296,34 +351,6 @@ def _stored(
         list_id=checked.list_id,
         as_named=as_named,
     )
-
-
-async def _identify(
-    conn: AsyncConnection,
-    account_id: int,
-    *,
-    email: str | None,
-    external_id: str | None,
-    visitor_id: str | None,
-    list_id: int | None,
-    traits: dict[str, str],
-    credential: Credential,
-    now: datetime,
-) -> contacts.Visitor:
-    visitor = await contacts.identify_visitor(
-        conn,
-        account_id,
-        email=email,
-        external_id=external_id,
-        visitor_id=visitor_id,
-        new_visitor_id=str(uuid.uuid4()),
-        credential=credential,
-        now=now,
-        changes=traits,
-    )
-    if list_id is not None:
-        await contacts.add_to_list(conn, account_id, list_id, visitor.contact_id, now=now)
-    return visitor
 
 
 def _success(visitor_id: str, external_id: str | None, identify_sent: bool) -> JSON:
