@@ -336,3 +336,28 @@ async def test_a_time_utc_cannot_hold_is_a_422_on_its_field_not_a_404(
     )
     assert [e["event"] for e in since.json()["data"]] == ["x"]
 
+
+async def test_ids_beyond_64_bits_name_nothing_in_every_field(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    huge = 2**63
+    contact = await client.get(f"/v1/contacts/{huge}", headers=tenant.headers)
+    assert (contact.status_code, contact.json()["error"]["code"]) == (404, "contact_not_found")
+    member = await client.put(f"/v1/lists/{huge}/contacts/1", headers=tenant.headers)
+    assert (member.status_code, member.json()["error"]["code"]) == (404, "list_not_found")
+    for conditions, actions, field in (
+        ({}, [{"type": "add_to_list", "list_id": huge}], "actions.0.list_id"),
+        ({"segment_id": huge}, [{"type": "add_tag", "tag": "t"}], "conditions.segment_id"),
+    ):
+        automation = await client.post(
+            "/v1/automations",
+            headers=tenant.headers,
+            json={
+                "name": field,
+                "trigger": {"event": "x"},
+                "conditions": conditions,
+                "actions": actions,
+            },
+        )
+        assert automation.status_code == 422, automation.text
+        assert automation.json()["error"]["field"] == field

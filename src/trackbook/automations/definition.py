@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from trackbook.contacts.identity import normalise_email
+from trackbook.contacts.identity import is_id, normalise_email
 from trackbook.errors import Invalid
 from trackbook.segments.definition import Match, parse_event_condition
 
@@ -74,8 +74,8 @@ def _text(body: dict[str, Any], key: str, path: str, *, limit: int = 255) -> str
 
 def _id(body: dict[str, Any], key: str, path: str) -> int:
     value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Invalid(f"{path}.{key}", "must be an id (a positive whole number)")
+    if isinstance(value, bool) or not isinstance(value, int) or not is_id(value):
+        raise Invalid(f"{path}.{key}", "must be an id (a positive whole number below 2^63)")
     return value
 
 

@@ -19,7 +19,13 @@ from trackbook.contacts.errors import (
     ListInUse,
     ListNotFound,
 )
-from trackbook.contacts.identity import ContactRef, Credential, UnknownContact, VisitorNaming
+from trackbook.contacts.identity import (
+    ContactRef,
+    Credential,
+    UnknownContact,
+    VisitorNaming,
+    is_id,
+)
 from trackbook.db.engine import Database
 from trackbook.db.tables import (
     automation_runs,
@@ -288,6 +294,8 @@ async def resolve_contact(
 
 
 async def get_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> Contact:
+    if not is_id(contact_id):
+        raise ContactNotFound(f"contact {contact_id} does not exist")
     row = (
         await conn.execute(
             sa.select(contacts).where(
@@ -948,7 +956,8 @@ async def tag_names(conn: AsyncConnection, account_id: int, tag_ids: Iterable[in
         (
             await conn.execute(
                 sa.select(tags.c.id, tags.c.name).where(
-                    tags.c.account_id == account_id, tags.c.id.in_(wanted)
+                    tags.c.account_id == account_id,
+                    tags.c.id.in_([tag_id for tag_id in wanted if is_id(tag_id)]),
                 )
             )
         ).all()
@@ -998,6 +1007,8 @@ async def list_lists(conn: AsyncConnection, account_id: int) -> list[ContactList
 
 
 async def get_list(conn: AsyncConnection, account_id: int, list_id: int) -> ContactList:
+    if not is_id(list_id):
+        raise ListNotFound(f"list {list_id} does not exist")
     row = (await conn.execute(_lists_query(account_id).where(lists.c.id == list_id))).one_or_none()
     if row is None:
         raise ListNotFound(f"list {list_id} does not exist")
@@ -1059,6 +1070,8 @@ async def _list_users(conn: AsyncConnection, account_id: int, list_id: int) -> l
 
 def list_exists(conn: sa.Connection, account_id: int, list_id: int) -> bool:
     """Whether the account has this list (without counting its members, as get_list does)."""
+    if not is_id(list_id):
+        return False
     found = conn.execute(
         sa.select(lists.c.id).where(lists.c.account_id == account_id, lists.c.id == list_id)
     )

@@ -15,11 +15,11 @@ from starlette.requests import Request
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.identity import (
-    MAX_ID,
     ContactRef,
     Credential,
     UnknownContact,
     VisitorNaming,
+    is_id,
     normalise_email,
 )
 from trackbook.dialects.cors import credential_of, ingest_account
@@ -156,9 +156,8 @@ async def _check(params: dict[str, Any], account: Account, services: Services) -
     list_error_at = len(errors)
     if params.get("listid") not in (None, ""):
         list_id = _integer(params["listid"])
-        if list_id is not None and not 0 < list_id <= MAX_ID:
-            # no list has this id; the look-up answers it as it answers any other
-            list_id = list_id if await _list_exists(list_id, account, services) else None
+        if list_id is not None and not is_id(list_id):
+            list_id = None  # no list has this id: answered as any unknown list
         if list_id is None:
             errors.append((4, "Invalid ListID parameter"))
     email = _text(params.get("email"))
