@@ -95,3 +95,25 @@ async def test_a_wrong_body_is_422_in_the_native_shape_and_stores_nothing(
         assert message in error["message"].lower(), (body, error)
     contacts = await client.get("/v1/contacts", headers=tenant.headers)
     assert contacts.json()["data"] == []
+
+
+async def test_a_time_utc_cannot_hold_refuses_only_its_item(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    events = [
+        {"event": "x", "contact": {"email": "a@b.co"}, "timestamp": "0001-01-01T00:00:00+14:00"},
+        {"event": "y", "contact": {"email": "a@b.co"}, "timestamp": "9999-12-31T23:00:00-02:00"},
+        {"event": "z", "contact": {"email": "a@b.co"}},
+    ]
+    response = await client.post("/v1/batch", headers=tenant.headers, json={"events": events})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["error", "error", "created"]
+    assert [r["error"]["field"] for r in results[:2]] == [
+        "events.0.timestamp",
+        "events.1.timestamp",
+    ]
+    timeline = await client.get(
+        f"/v1/contacts/{results[2]['contact_id']}/events", headers=tenant.headers
+    )
+    assert [e["event"] for e in timeline.json()["data"]] == ["z"]

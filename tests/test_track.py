@@ -299,3 +299,65 @@ async def test_catalog_counts_names_and_records_properties(
     assert props.json() == {"name": "purchase", "properties": ["qty", "sku"]}
     unknown = await client.get("/v1/event-names/never/properties", headers=tenant.headers)
     assert unknown.status_code == 404
+
+
+async def test_a_time_utc_cannot_hold_is_a_422_on_its_field_not_a_404(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    event = {"event": "x", "contact": {"email": "a@b.co"}}
+    # before the year 1 in UTC
+    early = await client.post(
+        "/v1/track",
+        headers=tenant.headers,
+        json={**event, "timestamp": "0001-01-01T00:00:00+14:00"},
+    )
+    assert early.status_code == 422, early.text
+    assert early.json()["error"]["field"] == "timestamp"
+    assert "out of range" in early.json()["error"]["message"]
+    # the earliest UTC holds is taken, however long ago
+    oldest = await client.post(
+        "/v1/track", headers=tenant.headers, json={**event, "timestamp": "0001-01-01T00:00:00Z"}
+    )
+    assert oldest.status_code == 201, oldest.text
+    assert oldest.json()["occurred_at"].startswith("0001-01-01T00:00:00")
+    contact_id = oldest.json()["contact_id"]
+    for param in ("since", "until"):
+        listed = await client.get(
+            f"/v1/contacts/{contact_id}/events",
+            headers=tenant.headers,
+            params={param: "0001-01-01T00:00:00+14:00"},
+        )
+        assert listed.status_code == 422, listed.text
+        assert listed.json()["error"]["field"] == param
+    since = await client.get(
+        f"/v1/contacts/{contact_id}/events",
+        headers=tenant.headers,
+        params={"since": "0001-01-01T00:00:00Z"},
+    )
+    assert [e["event"] for e in since.json()["data"]] == ["x"]
+
+
+async def test_ids_beyond_64_bits_name_nothing_in_every_field(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    huge = 2**63
+    contact = await client.get(f"/v1/contacts/{huge}", headers=tenant.headers)
+    assert (contact.status_code, contact.json()["error"]["code"]) == (404, "contact_not_found")
+    member = await client.put(f"/v1/lists/{huge}/contacts/1", headers=tenant.headers)
+    assert (member.status_code, member.json()["error"]["code"]) == (404, "list_not_found")
+    for conditions, actions, field in (
+        ({}, [{"type": "add_to_list", "list_id": huge}], "actions.0.list_id"),
+        ({"segment_id": huge}, [{"type": "add_tag", "tag": "t"}], "conditions.segment_id"),
+    ):
+        automation = await client.post(
+            "/v1/automations",
+            headers=tenant.headers,
+            json={
+                "name": field,
+                "trigger": {"event": "x"},
+                "conditions": conditions,
+                "actions": actions,
+            },
+        )
+        assert automation.status_code == 422, automation.text
+        assert automation.json()["error"]["field"] == field

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from trackbook.contacts.identity import normalise_email
+from trackbook.contacts.identity import is_id, normalise_email
 from trackbook.errors import Invalid
 from trackbook.segments.definition import Match, parse_event_condition
 
@@ -74,8 +74,8 @@ def _text(body: dict[str, Any], key: str, path: str, *, limit: int = 255) -> str
 
 def _id(body: dict[str, Any], key: str, path: str) -> int:
     value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise Invalid(f"{path}.{key}", "must be an id (a positive whole number)")
+    if isinstance(value, bool) or not isinstance(value, int) or not is_id(value):
+        raise Invalid(f"{path}.{key}", "must be an id (a positive whole number below 2^63)")
     return value
 
 
@@ -98,7 +98,8 @@ def parse_frequency(raw: Any) -> str:
     return str(raw)
 
 
-def parse_conditions(raw: Any, trigger_event: str) -> Conditions:
+def parse_conditions(raw: Any, trigger_event: str, *, stored: bool = False) -> Conditions:
+    """`stored`: conditions read back from the database (segments.definition.parse)."""
     if raw is None:
         return Conditions()
     if not isinstance(raw, dict):
@@ -119,7 +120,7 @@ def parse_conditions(raw: Any, trigger_event: str) -> Conditions:
     return Conditions(
         min_count,
         tuple(
-            parse_event_condition(item, f"conditions.match.{index}", trigger_event)
+            parse_event_condition(item, f"conditions.match.{index}", trigger_event, stored=stored)
             for index, item in enumerate(matches)
         ),
         segment_id,
@@ -202,13 +203,14 @@ def wait_of(action: dict[str, Any]) -> timedelta:
     return int(action["amount"]) * WAIT_UNITS[str(action["unit"])]
 
 
-def parse(body: dict[str, Any]) -> Definition:
+def parse(body: dict[str, Any], *, stored_conditions: bool = False) -> Definition:
+    """`stored_conditions`: the conditions are the ones stored, unchanged (parse_conditions)."""
     trigger_event = parse_trigger(body.get("trigger"))
     raw_conditions = body.get("conditions") or {}
     return Definition(
         trigger_event,
         parse_frequency(body.get("frequency", "every_time")),
-        parse_conditions(raw_conditions, trigger_event),
+        parse_conditions(raw_conditions, trigger_event, stored=stored_conditions),
         parse_actions(body.get("actions"), trigger_event),
         raw_conditions,
     )

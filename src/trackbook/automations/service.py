@@ -13,6 +13,8 @@ from trackbook.automations.definition import Definition, parse
 from trackbook.db.tables import automation_runs, automations, lists, segments, webhook_endpoints
 from trackbook.delivery.personalise import check
 from trackbook.errors import Conflict, Invalid, NotFound
+from trackbook.segments.definition import regex_patterns
+from trackbook.segments.service import check_patterns
 
 
 class AutomationNotFound(NotFound):
@@ -75,6 +77,11 @@ async def _owned(
     if lock:
         query = query.with_for_update(read=True, key_share=True)
     return await conn.scalar(query) is not None
+
+
+async def _check_patterns(conn: AsyncConnection, definition: Definition) -> None:
+    for index, match in enumerate(definition.conditions.match):
+        await check_patterns(conn, regex_patterns(match, f"conditions.match.{index}"))
 
 
 async def _check_references(conn: AsyncConnection, account_id: int, definition: Definition) -> None:
@@ -154,6 +161,7 @@ async def create_automation(
     if not isinstance(enabled, bool):
         raise Invalid("enabled", "must be true or false")
     definition = parse(body)
+    await _check_patterns(conn, definition)
     await _check_references(conn, account_id, definition)
     await _check_no_loop(conn, account_id, definition, None)
     await _check_unique(conn, account_id, name)
@@ -220,7 +228,10 @@ async def update_automation(
     name = _name(merged["name"])
     if not isinstance(merged["enabled"], bool):
         raise Invalid("enabled", "must be true or false")
-    definition = parse(merged)
+    # conditions left as they are may hold a pattern saved before the subset was enforced
+    definition = parse(merged, stored_conditions="conditions" not in changes)
+    if "conditions" in changes:
+        await _check_patterns(conn, definition)
     await _check_references(conn, account_id, definition)
     await _check_no_loop(conn, account_id, definition, automation_id)
     await _check_unique(conn, account_id, name, automation_id)

@@ -112,7 +112,10 @@ def _triggers(
         if kind == "automation":
             automations_by_trigger[account_id, trigger_event].append(
                 _Automation(
-                    row_id, trigger_event, parse_conditions(parsed, trigger_event), frequency
+                    row_id,
+                    trigger_event,
+                    parse_conditions(parsed, trigger_event, stored=True),
+                    frequency,
                 )
             )
         else:
@@ -200,7 +203,9 @@ def _conditions_hold(
         )
         if definition is None:
             return False  # the segment was deleted: nobody is in it
-        contact_checks.append(who(parse(definition), account_id, now=now, dialect=compiler.dialect))
+        contact_checks.append(
+            who(parse(definition, stored=True), account_id, now=now, dialect=compiler.dialect)
+        )
     if contact_checks:
         checks.append(
             sa.exists().where(

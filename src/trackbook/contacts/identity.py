@@ -14,6 +14,13 @@ MAX_ID = 2**63 - 1
 """The largest id either database stores (a signed 64-bit integer)."""
 
 
+def is_id(number: int) -> bool:
+    """Whether `number` could be an id Trackbook gave. Any other number names nothing and
+    is never sent to a database, which fails on one beyond 64 bits (in the event writer,
+    failing the events of the whole group with it)."""
+    return 0 < number <= MAX_ID
+
+
 class UnknownContact(enum.Enum):
     """What track() does when the named contact does not exist yet."""
 
@@ -84,6 +91,9 @@ class ContactRef:
         anonymous_id: str | None = None,
         field: str = "contact",
     ) -> ContactRef:
+        for name, number in (("id", id), ("wp_user_id", wp_user_id)):
+            if number is not None and not is_id(number):
+                raise Invalid(f"{field}.{name}", "is not an id Trackbook could have given")
         ref = cls(
             id=id,
             email=None if email is None else normalise_email(email, f"{field}.email"),
@@ -95,10 +105,13 @@ class ContactRef:
         )
         if ref.lookup is None:
             raise Invalid(field, "must name a contact by id, email, external_id or anonymous_id")
-        for name, number in (("id", id), ("wp_user_id", wp_user_id)):
-            if number is not None and not 0 < number <= MAX_ID:
-                raise Invalid(f"{field}.{name}", "is not an id Trackbook could have given")
         return ref
+
+    def __post_init__(self) -> None:
+        # here, not only in build(): every ref reaches the database, however built
+        for name, number in (("id", self.id), ("wp_user_id", self.wp_user_id)):
+            if number is not None and not is_id(number):
+                raise Invalid(f"contact.{name}", "is not an id Trackbook could have given")
 
     @property
     def lookup(self) -> tuple[str, int | str] | None:

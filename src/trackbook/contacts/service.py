@@ -20,11 +20,11 @@ from trackbook.contacts.errors import (
     ListNotFound,
 )
 from trackbook.contacts.identity import (
-    MAX_ID,
     ContactRef,
     Credential,
     UnknownContact,
     VisitorNaming,
+    is_id,
 )
 from trackbook.db.engine import Database
 from trackbook.db.tables import (
@@ -294,6 +294,8 @@ async def resolve_contact(
 
 
 async def get_contact(conn: AsyncConnection, account_id: int, contact_id: int) -> Contact:
+    if not is_id(contact_id):
+        raise ContactNotFound(f"contact {contact_id} does not exist")
     row = (
         await conn.execute(
             sa.select(contacts).where(
@@ -1049,7 +1051,8 @@ async def tag_names(conn: AsyncConnection, account_id: int, tag_ids: Iterable[in
         (
             await conn.execute(
                 sa.select(tags.c.id, tags.c.name).where(
-                    tags.c.account_id == account_id, tags.c.id.in_(wanted)
+                    tags.c.account_id == account_id,
+                    tags.c.id.in_([tag_id for tag_id in wanted if is_id(tag_id)]),
                 )
             )
         ).all()
@@ -1099,6 +1102,8 @@ async def list_lists(conn: AsyncConnection, account_id: int) -> list[ContactList
 
 
 async def get_list(conn: AsyncConnection, account_id: int, list_id: int) -> ContactList:
+    if not is_id(list_id):
+        raise ListNotFound(f"list {list_id} does not exist")
     row = (await conn.execute(_lists_query(account_id).where(lists.c.id == list_id))).one_or_none()
     if row is None:
         raise ListNotFound(f"list {list_id} does not exist")
@@ -1160,6 +1165,8 @@ async def _list_users(conn: AsyncConnection, account_id: int, list_id: int) -> l
 
 def list_exists(conn: sa.Connection, account_id: int, list_id: int) -> bool:
     """Whether the account has this list (without counting its members, as get_list does)."""
+    if not is_id(list_id):
+        return False
     found = conn.execute(
         sa.select(lists.c.id).where(lists.c.account_id == account_id, lists.c.id == list_id)
     )
@@ -1173,7 +1180,7 @@ def ingest_list(
     is ListNotFound for a secret key; for a publishable key it is None, the request
     carried out without it: answering otherwise would let anyone holding the key find
     out which list ids exist. (Out-of-range ids are no list of any account.)"""
-    if 0 < list_id <= MAX_ID and list_exists(conn, account_id, list_id):
+    if is_id(list_id) and list_exists(conn, account_id, list_id):
         return list_id
     if credential.publishable:
         return None

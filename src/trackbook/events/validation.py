@@ -135,8 +135,18 @@ def check_command(command: TrackCommand, *, received_at: datetime) -> datetime:
     return occurred_at.astimezone(UTC)
 
 
+def in_utc(moment: datetime, field: str) -> datetime:
+    """`moment` in UTC; Invalid when UTC cannot represent it (0001-01-01T00:00:00+14:00 is
+    before the year 1 there), rather than an OverflowError wherever it is next used."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise Invalid(field, "is out of range: it must fall in the years 1 to 9999 UTC") from None
+
+
 def parse_timestamp(value: str | float, field: str = "occurred_at") -> datetime:
-    """An ISO 8601 time with an offset (`Z` included) or seconds since the Unix epoch."""
+    """An ISO 8601 time with an offset (`Z` included) or seconds since the Unix epoch, in
+    UTC; any time the years 1 to 9999 UTC hold is taken, however long ago."""
     # bool is an int; objects and lists come straight from bodies not parsed by a model
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise Invalid(field, "must be an ISO 8601 time or seconds since the epoch")
@@ -151,4 +161,4 @@ def parse_timestamp(value: str | float, field: str = "occurred_at") -> datetime:
         raise Invalid(field, "must be an ISO 8601 time or seconds since the epoch") from None
     if parsed.tzinfo is None:
         raise Invalid(field, "must carry a UTC offset, such as Z or +02:00")
-    return parsed
+    return in_utc(parsed, field)

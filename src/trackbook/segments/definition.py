@@ -14,16 +14,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import re2
-
 from trackbook.errors import Invalid
 from trackbook.events.validation import parse_timestamp
+from trackbook.segments.patterns import portable
 
 COUNT_OPS = ("=", "!=", ">", ">=", "<", "<=")
 MATCH_OPS = (
@@ -72,7 +70,8 @@ class Recency:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """A property (path given) or the value (path None) of some event named `event`."""
+    """A property (path given) or the value (path None) of some event named `event`.
+    For `regex`, `value` is the pattern as the databases run it (segments.patterns)."""
 
     event: str
     path: tuple[str, ...] | None
@@ -98,68 +97,13 @@ class Membership:
 Node = Group | Performed | Recency | Match | ContactField | Membership
 
 
-REGEX_MAX = 256
 COUNT_MAX = 1_000_000_000
 
 
-REPEAT_MAX = 255
-"""The largest count in {n,m} that PostgreSQL's regular expressions take (RE_DUP_MAX);
-RE2 takes up to 1000, so a pattern could be saved that PostgreSQL then refuses."""
-_COUNT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
-
-
-def _repeat_counts(pattern: str) -> Iterator[int]:
-    """The counts of the {n}, {n,} and {n,m} repetitions of a pattern RE2 has parsed.
-
-    RE2's Python binding does not expose its parse tree, so this reads the pattern as
-    RE2 does for what matters here: braces in an escape (\\x{41}, \\p{Greek}), in
-    \\Q...\\E or in a character class are not a repetition, nor is a { that does not
-    open one (a literal in RE2)."""
-    position, in_class = 0, False
-    while position < len(pattern):
-        char = pattern[position]
-        if char == "\\":
-            escaped = pattern[position + 1 : position + 2]
-            if escaped == "Q":
-                end = pattern.find("\\E", position + 2)
-                position = len(pattern) if end < 0 else end + 2
-            elif escaped in ("x", "p", "P") and pattern.startswith("{", position + 2):
-                position = pattern.index("}", position) + 1
-            else:
-                position += 2
-        elif in_class:
-            end = pattern.find(":]", position + 2) if pattern.startswith("[:", position) else -1
-            in_class = char != "]" or end >= 0
-            position = end + 2 if end >= 0 else position + 1
-        elif char == "[":
-            in_class = True
-            position += 1
-            position += pattern.startswith("^", position)
-            position += pattern.startswith("]", position)  # a ] first is itself
-        elif (count := _COUNT.match(pattern, position)) is not None:
-            yield from (int(number) for number in count.groups() if number)
-            position = count.end()
-        else:
-            position += 1
-
-
-def check_pattern(pattern: str, path: str) -> None:
-    """A pattern RE2 accepts (linear-time matching, so no pattern can stall the server;
-    SQLite matches with RE2 too), of bounded length, whose counted repetitions
-    PostgreSQL's engine takes too."""
-    if len(pattern) > REGEX_MAX:
-        raise Invalid(path, f"must be a pattern of at most {REGEX_MAX} characters")
-    try:
-        re2.compile(pattern)
-    except re2.error as error:
-        raise Invalid(path, f"is not a valid regular expression: {error}") from None
-    if any(count > REPEAT_MAX for count in _repeat_counts(pattern)):
-        raise Invalid(path, f"must repeat at most {REPEAT_MAX} times in a {{n,m}}")
-
-
 class _Reader:
-    def __init__(self) -> None:
+    def __init__(self, *, stored: bool = False) -> None:
         self.nodes = 0
+        self.stored = stored
 
     def node(self, raw: Any, path: str, depth: int = 0) -> Node:
         self.nodes += 1
@@ -298,13 +242,24 @@ class _Reader:
             if not isinstance(value, str) or not value:
                 raise Invalid(f"{path}.value", f"must be a non-empty string for {op}")
             if op == "regex":
-                check_pattern(value, f"{path}.value")
+                value = self._pattern(value, f"{path}.value")
         elif not isinstance(value, str | int | float | bool):
             raise Invalid(f"{path}.value", "must be a string, number or boolean")
         assert event is not None  # noqa: S101
         return Match(
             event, property_path, op, value, self.window(body.get("within"), f"{path}.within")
         )
+
+    def _pattern(self, pattern: str, path: str) -> str:
+        """The pattern as the databases run it (Match.value of a regex holds this form)."""
+        try:
+            return portable(pattern, path)
+        except Invalid:
+            if not self.stored:
+                raise
+            # saved before segments took only the common subset: run as it always has
+            # been (a pattern PostgreSQL refuses makes the segment broken, not a 500)
+            return pattern
 
     def property(self, body: dict[str, Any], path: str) -> Match:
         self._known(body, path, {"event", "path", "op", "value", "within"})
@@ -354,9 +309,22 @@ class _Reader:
         return self._membership(body, path, "tag", "name")
 
 
-def parse(definition: Any, path: str = "definition") -> Node:
-    """The checked tree of a definition; Invalid names the path of the first bad node."""
-    return _Reader().node(definition, path)
+def parse(definition: Any, path: str = "definition", *, stored: bool = False) -> Node:
+    """The checked tree of a definition; Invalid names the path of the first bad node.
+
+    `stored`: a definition read back from the database, which may hold a pattern saved
+    before the subset of patterns was enforced; such a pattern is run as written."""
+    return _Reader(stored=stored).node(definition, path)
+
+
+def regex_patterns(node: Node, path: str = "definition") -> Iterator[tuple[str, str]]:
+    """(path, pattern as run) of each regex condition of a parsed definition."""
+    if isinstance(node, Group):
+        for index, child in enumerate(node.children):
+            yield from regex_patterns(child, f"{path}.{node.mode}.{index}")
+    elif isinstance(node, Match) and node.op == "regex":
+        kind = "value" if node.path is None else "property"
+        yield f"{path}.{kind}.value", str(node.value)
 
 
 def named_lists(definition: Any) -> set[int]:
@@ -373,9 +341,10 @@ def named_lists(definition: Any) -> set[int]:
     return named
 
 
-def parse_event_condition(raw: Any, path: str, event: str) -> Match:
+def parse_event_condition(raw: Any, path: str, event: str, *, stored: bool = False) -> Match:
     """A value or property condition on the one event named `event` (an automation's
-    trigger): the segment syntax without `event` and `within`, which the trigger fixes."""
+    trigger): the segment syntax without `event` and `within`, which the trigger fixes.
+    `stored` as for parse()."""
     if not isinstance(raw, dict) or len(raw) != 1:
         raise Invalid(path, 'must be {"value": {...}} or {"property": {...}}')
     [(kind, body)] = raw.items()
@@ -387,6 +356,6 @@ def parse_event_condition(raw: Any, path: str, event: str) -> Match:
     for fixed in ("event", "within"):
         if fixed in body:
             raise Invalid(f"{here}.{fixed}", "is set by the trigger and cannot be given here")
-    reader = _Reader()
+    reader = _Reader(stored=stored)
     body = {**body, "event": event}
     return reader.value(body, here) if kind == "value" else reader.property(body, here)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trackbook.errors import Conflict, NotFound
+from trackbook.errors import Conflict, Invalid, NotFound
 
 
 class SegmentNotFound(NotFound):
@@ -11,3 +11,18 @@ class SegmentNotFound(NotFound):
 
 class SegmentConflict(Conflict):
     code = "segment_conflict"
+
+
+class SegmentBroken(Invalid):
+    """A saved segment the database cannot evaluate: a pattern saved before patterns were
+    checked as PostgreSQL reads them. Editing its definition mends it; a retry cannot."""
+
+    code = "segment_broken"
+
+    def __init__(self, segment_id: int, name: str, reason: str) -> None:
+        super().__init__(
+            "definition",
+            f"of segment {segment_id} ({name!r}) cannot be evaluated: PostgreSQL refuses "
+            f"its pattern ({reason}); edit the segment's definition",
+        )
+        self.segment_id = segment_id

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,13 +15,17 @@ from trackbook.contacts.service import Contact, contact_from_row
 from trackbook.db.tables import contacts, segments
 from trackbook.errors import Invalid
 from trackbook.segments.compile import Compiler, who
-from trackbook.segments.definition import parse
-from trackbook.segments.errors import SegmentConflict, SegmentNotFound
+from trackbook.segments.definition import Node, parse, regex_patterns
+from trackbook.segments.errors import SegmentBroken, SegmentConflict, SegmentNotFound
+
+INVALID_REGULAR_EXPRESSION = "2201B"
+"""PostgreSQL's SQLSTATE for a pattern it cannot compile or run."""
 
 
 @dataclass(frozen=True, slots=True)
 class Segment:
     id: int
+    account_id: int
     name: str
     definition: dict[str, Any]
     created_at: datetime
@@ -27,7 +33,7 @@ class Segment:
 
 
 def _segment(row: sa.Row[Any]) -> Segment:
-    return Segment(row.id, row.name, row.definition, row.created_at, row.updated_at)
+    return Segment(row.id, row.account_id, row.name, row.definition, row.created_at, row.updated_at)
 
 
 def _name(name: str) -> str:
@@ -47,10 +53,39 @@ async def _check_unique(
         raise SegmentConflict(f"a segment named {name!r} already exists")
 
 
+def _refused_pattern(error: sa.exc.DBAPIError) -> str | None:
+    """PostgreSQL's reason when `error` is its refusal of a pattern, else None."""
+    if getattr(error.orig, "sqlstate", None) == INVALID_REGULAR_EXPRESSION:
+        return str(error.orig).splitlines()[0]
+    return None
+
+
+async def check_patterns(conn: AsyncConnection, patterns: Iterable[tuple[str, str]]) -> None:
+    """Invalid for the first (path, pattern) the database refuses, asked when a pattern
+    is saved. On PostgreSQL only: SQLite runs RE2, which parsing the pattern has asked."""
+    if conn.dialect.name != "postgresql":
+        return
+    for path, pattern in patterns:
+        try:
+            async with conn.begin_nested():
+                await conn.execute(sa.text("SELECT '' ~ :pattern"), {"pattern": pattern})
+        except sa.exc.DBAPIError as error:
+            reason = _refused_pattern(error)
+            if reason is None:
+                raise
+            raise Invalid(path, f"is refused by PostgreSQL: {reason}") from None
+
+
+async def _checked(conn: AsyncConnection, definition: Any) -> Node:
+    node = parse(definition)
+    await check_patterns(conn, regex_patterns(node))
+    return node
+
+
 async def create_segment(
     conn: AsyncConnection, account_id: int, name: str, definition: Any, *, now: datetime
 ) -> Segment:
-    parse(definition)
+    await _checked(conn, definition)
     name = _name(name)
     await _check_unique(conn, account_id, name)
     row = (
@@ -104,7 +139,7 @@ async def update_segment(
         changes["name"] = _name(name)
         await _check_unique(conn, account_id, changes["name"], segment_id)
     if definition is not None:
-        parse(definition)
+        await _checked(conn, definition)
         changes["definition"] = definition
     row = (
         await conn.execute(
@@ -124,11 +159,22 @@ async def delete_segment(conn: AsyncConnection, account_id: int, segment_id: int
     )
 
 
-async def count_members(
-    conn: AsyncConnection, account_id: int, definition: Any, *, now: datetime
-) -> int:
-    """How many contacts the definition holds: one COUNT query."""
-    node = parse(definition)
+@asynccontextmanager
+async def _evaluating(segment: Segment | None) -> AsyncIterator[None]:
+    """A pattern PostgreSQL refuses (saved before patterns were checked there) as a 422
+    naming the segment, or the definition previewed, rather than a 500."""
+    try:
+        yield
+    except sa.exc.DBAPIError as error:
+        reason = _refused_pattern(error)
+        if reason is None:
+            raise
+        if segment is None:
+            raise Invalid("definition", f"has a pattern PostgreSQL refuses: {reason}") from None
+        raise SegmentBroken(segment.id, segment.name, reason) from None
+
+
+async def _count(conn: AsyncConnection, account_id: int, node: Node, *, now: datetime) -> int:
     doers = Compiler(account_id, now=now, dialect=conn.dialect.name).only_doers(node)
     if doers is not None:
         total = await conn.scalar(sa.select(sa.func.count()).select_from(doers.subquery()))
@@ -136,6 +182,31 @@ async def count_members(
     condition = who(node, account_id, now=now, dialect=conn.dialect.name)
     total = await conn.scalar(sa.select(sa.func.count()).select_from(contacts).where(condition))
     return int(total or 0)
+
+
+async def _members(
+    conn: AsyncConnection,
+    account_id: int,
+    node: Node,
+    *,
+    now: datetime,
+    after_id: int | None,
+    limit: int,
+) -> list[Contact]:
+    condition = who(node, account_id, now=now, dialect=conn.dialect.name)
+    query = sa.select(contacts).where(condition).order_by(contacts.c.id).limit(limit)
+    if after_id is not None:
+        query = query.where(contacts.c.id > after_id)
+    return [contact_from_row(row) for row in await conn.execute(query)]
+
+
+async def count_members(
+    conn: AsyncConnection, account_id: int, definition: Any, *, now: datetime
+) -> int:
+    """How many contacts a definition not saved (a preview) holds: one COUNT query."""
+    node = parse(definition)
+    async with _evaluating(None):
+        return await _count(conn, account_id, node, now=now)
 
 
 async def members(
@@ -147,9 +218,30 @@ async def members(
     after_id: int | None = None,
     limit: int = 100,
 ) -> list[Contact]:
-    """The contacts the definition holds, by id, `limit` after `after_id`."""
-    condition = who(parse(definition), account_id, now=now, dialect=conn.dialect.name)
-    query = sa.select(contacts).where(condition).order_by(contacts.c.id).limit(limit)
-    if after_id is not None:
-        query = query.where(contacts.c.id > after_id)
-    return [contact_from_row(row) for row in await conn.execute(query)]
+    """The contacts a definition not saved holds, by id, `limit` after `after_id`."""
+    node = parse(definition)
+    async with _evaluating(None):
+        return await _members(conn, account_id, node, now=now, after_id=after_id, limit=limit)
+
+
+async def count_segment(conn: AsyncConnection, segment: Segment, *, now: datetime) -> int:
+    """How many contacts a saved segment holds; SegmentBroken if the database cannot tell."""
+    node = parse(segment.definition, stored=True)
+    async with _evaluating(segment):
+        return await _count(conn, segment.account_id, node, now=now)
+
+
+async def segment_members(
+    conn: AsyncConnection,
+    segment: Segment,
+    *,
+    now: datetime,
+    after_id: int | None = None,
+    limit: int = 100,
+) -> list[Contact]:
+    """The contacts a saved segment holds, by id, `limit` after `after_id`."""
+    node = parse(segment.definition, stored=True)
+    async with _evaluating(segment):
+        return await _members(
+            conn, segment.account_id, node, now=now, after_id=after_id, limit=limit
+        )

@@ -27,6 +27,7 @@ from trackbook.events import catalog, dropped, queries
 from trackbook.keyring import same_secret
 from trackbook.routing import PrefixRouter
 from trackbook.segments import service as segments
+from trackbook.segments.errors import SegmentBroken
 from trackbook.services import Services, services_of
 from trackbook.web.charts import bar_chart, per_day
 from trackbook.web.session import (
@@ -393,12 +394,15 @@ async def _segments_page(
 ) -> HTMLResponse:
     account_id = session.user.account_id
     found = await services.db.query(segments.list_segments, account_id)
-    counts = {
-        segment.id: await services.db.query(
-            segments.count_members, account_id, segment.definition, now=services.clock.now()
-        )
-        for segment in found
-    }
+    counts: dict[int, int] = {}
+    broken: dict[int, str] = {}
+    for segment in found:
+        try:
+            counts[segment.id] = await services.db.query(
+                segments.count_segment, segment, now=services.clock.now()
+            )
+        except SegmentBroken as refusal:
+            broken[segment.id] = refusal.reason
     return await page(
         request,
         services,
@@ -407,6 +411,7 @@ async def _segments_page(
         status_code=422 if error else 200,
         segments=found,
         counts=counts,
+        broken=broken,
         form=form or {},
         preview=preview,
         error=error,

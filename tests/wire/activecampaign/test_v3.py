@@ -173,6 +173,12 @@ async def test_tracking_logs_and_activities_match_the_seed(
         404,
         {"message": "No Result found for Subscriber with id 987654321"},
     )
+    for huge in (2**63, 10**30):  # ids no database holds, answered as any unknown one
+        beyond = await client.get(f"/api/3/contacts/{huge}/trackingLogs", headers=token(tenant))
+        assert (beyond.status_code, beyond.json()) == (
+            404,
+            {"message": f"No Result found for Subscriber with id {huge}"},
+        )
 
 
 async def test_contacts(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -352,3 +352,35 @@ async def test_an_object_or_array_value_is_stored_as_json_text(
     assert values == {"Order": '{"total":49.9,"sku":"A-1"}', "Cart": '["A-1",null]'}
     events = await client.get(f"/v1/contacts/{contact_id}/events", headers=tenant.headers)
     assert json.loads(events.json()["data"][0]["value"]) == ["A-1", None]
+
+
+async def test_an_id_beyond_64_bits_is_a_subscriber_not_found_not_a_retry(
+    client: httpx.AsyncClient, tenant: Tenant, subscribe: Subscribe
+) -> None:
+    await subscribe("kept@example.com")
+    not_found = {"message": "Subscriber not found", "error_code": "subscriber_not_found"}
+    for field in ("user_id", "subscriber_id"):
+        for number in (2**63 - 1, 2**63, 10**30):
+            # as curl -d sends it: a form
+            response = await client.post(
+                TRACK,
+                auth=basic(tenant),
+                data={"event_key": "ab", field: str(number), "title": "t"},
+            )
+            assert (response.status_code, response.json()) == (422, not_found), (field, number)
+            assert "Retry-After" not in response.headers
+    tracked = await client.post(
+        TRACK,
+        auth=basic(tenant),
+        data={"event_key": "ab", "email": "kept@example.com", "title": "t"},
+    )
+    assert tracked.status_code == 200, tracked.text
+    created = await client.post(
+        f"{BASE}/subscribers",
+        auth=basic(tenant),
+        data={"email": "huge@example.com", "user_id": str(2**63)},
+    )
+    assert (created.status_code, created.json()) == (
+        422,
+        {"user_id": {"integer": "The user_id must be an integer."}},
+    )

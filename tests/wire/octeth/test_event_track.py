@@ -533,3 +533,30 @@ async def test_a_list_id_naming_no_list_of_the_account_is_code_4_on_every_path(
     # nor was anyone else created or identified on the way
     everyone = (await client.get("/v1/contacts", headers=tenant.headers)).json()["data"]
     assert [c["email"] for c in everyone] == ["member@example.com"]
+
+
+async def test_a_list_id_beyond_64_bits_is_an_invalid_list_id(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for huge in (2**63, str(2**63), str(10**30)):
+        tracked = await client.post(
+            "/api/v1/event",
+            json={
+                "APIKey": tenant.key,
+                "Event": "page_view",
+                "ListID": huge,
+                "Email": "huge@example.com",
+            },
+        )
+        assert (tracked.status_code, tracked.json()) == (
+            422,
+            {"Errors": [{"Code": 4, "Message": "Invalid ListID parameter"}]},
+        ), huge
+        properties = await client.post(
+            "/api.php",
+            json={"Command": "website_events.properties", "APIKey": tenant.key, "ListID": huge},
+        )
+        assert (properties.status_code, properties.json()) == (
+            422,
+            {"Errors": [{"Code": 3, "Message": "List not found"}]},  # as an unknown list
+        ), huge

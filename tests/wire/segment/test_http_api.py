@@ -330,6 +330,37 @@ async def test_timestamps_are_corrected_for_the_senders_clock_as_segment_documen
     assert times["Original only"] == "2026-11-23T11:30:00Z"
 
 
+async def test_a_time_out_of_range_once_corrected_is_a_400_and_in_a_batch_drops_only_itself(
+    client: httpx.AsyncClient, tenant: Tenant, clock: ManualClock
+) -> None:
+    clock.set(NOW)
+    far = {
+        "type": "track",
+        "userId": "far",
+        "event": "Far",
+        "messageId": "far-1",
+        "originalTimestamp": "0001-01-01T00:00:00Z",
+        "sentAt": "9999-12-31T00:00:00Z",
+    }
+    alone = await client.post("/segment/v1/track", headers=basic(tenant.key), json=far)
+    assert alone.status_code == 400, alone.text
+    assert alone.json()["code"] == "invalid_request"
+    assert "originalTimestamp" in alone.json()["message"]
+    early = {**far, "messageId": "far-2", "sentAt": None, "timestamp": "0001-01-01T00:00+14:00"}
+    good = {"type": "track", "userId": "far", "event": "Good", "messageId": "good-1"}
+    sent = await client.post(
+        "/segment/v1/batch", headers=basic(tenant.key), json={"batch": [far, early, good]}
+    )
+    assert sent.status_code == 200, sent.text
+    assert sent.json() == {"success": True}
+    found = await client.get("/v1/contacts", headers=tenant.headers, params={"limit": 1000})
+    [contact] = [c for c in found.json()["data"] if c["external_id"] == "far"]
+    assert [e["message_id"] for e in await timeline(client, tenant, contact["id"])] == ["good-1"]
+    drops = await dropped_of(client, tenant)
+    assert sorted(d["payload"]["message"]["messageId"] for d in drops) == ["far-1", "far-2"]
+    assert {d["reason"] for d in drops} == {"invalid"}
+
+
 async def test_identify_merges_the_anonymous_visitor_into_the_contact_with_that_email(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ContactNotFound
-from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
+from trackbook.contacts.identity import ContactRef, UnknownContact, is_id, normalise_email
 from trackbook.contacts.service import STATUSES, Contact
 from trackbook.dialects.fluentcrm import rest_route
 from trackbook.dialects.fluentcrm.errors import FieldErrors
@@ -76,19 +76,21 @@ def _required(params: dict[str, Any], *fields: str) -> dict[str, str]:
 
 
 def _subscriber(params: dict[str, Any]) -> ContactRef:
-    """FluentCRM's lookup order: subscriber_id, else email, else user_id."""
-    subscriber_id = params.get("subscriber_id")
-    if subscriber_id not in (None, ""):
-        return ContactRef(id=php_int(subscriber_id) or -1)
-    email = params.get("email")
-    if email not in (None, ""):
-        try:
+    """FluentCRM's lookup order: subscriber_id, else email, else user_id. What names no
+    contact Trackbook could have (not a number, an id beyond 64 bits, a bad email) is a
+    subscriber not found, as an unknown one is."""
+    try:
+        subscriber_id = params.get("subscriber_id")
+        if subscriber_id not in (None, ""):
+            return ContactRef(id=php_int(subscriber_id) or 0)
+        email = params.get("email")
+        if email not in (None, ""):
             return ContactRef(email=normalise_email(str(email)))
-        except Invalid:
-            raise ContactNotFound("Subscriber not found") from None
-    user_id = params.get("user_id")
-    if user_id not in (None, ""):
-        return ContactRef(wp_user_id=php_int(user_id) or -1)
+        user_id = params.get("user_id")
+        if user_id not in (None, ""):
+            return ContactRef(wp_user_id=php_int(user_id) or 0)
+    except Invalid:
+        raise ContactNotFound("Subscriber not found") from None
     # FluentCRM falls back to the contact of the logged-in WordPress user; an API key
     # is no WordPress user, so there is none (capture 15).
     raise ContactNotFound("Current Subscriber could not be found")
@@ -269,7 +271,7 @@ async def create_subscriber(request: Request, account: AccountDep, services: Ser
             fields[name] = sanitize_text(params[name])[:200] or None
     if params.get("user_id") not in (None, ""):
         fields["wp_user_id"] = php_int(params["user_id"])
-        if fields["wp_user_id"] is None:
+        if fields["wp_user_id"] is None or not is_id(fields["wp_user_id"]):
             raise FieldErrors({"user_id": {"integer": "The user_id must be an integer."}})
     list_ids = _ids(params.get("lists", []), "lists")
     raw_tags = params.get("tags", [])

@@ -569,9 +569,7 @@ async def delete_segment(segment_id: int, account: AccountDep, services: Service
 @router.get("/segments/{segment_id}/count", tags=["segments"])
 async def count_segment(segment_id: int, account: AccountDep, services: ServicesDep) -> JSON:
     segment = await services.db.query(segments.get_segment, account.id, segment_id)
-    total = await services.db.query(
-        segments.count_members, account.id, segment.definition, now=services.clock.now()
-    )
+    total = await services.db.query(segments.count_segment, segment, now=services.clock.now())
     return JSON({"segment_id": segment_id, "count": total})
 
 
@@ -586,9 +584,8 @@ async def segment_contacts(
     """The segment's contacts by id; pass `next_cursor` back for the next page."""
     segment = await services.db.query(segments.get_segment, account.id, segment_id)
     found = await services.db.query(
-        segments.members,
-        account.id,
-        segment.definition,
+        segments.segment_members,
+        segment,
         now=services.clock.now(),
         after_id=cursor,
         limit=limit + 1,

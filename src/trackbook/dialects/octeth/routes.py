@@ -14,11 +14,11 @@ from trackbook.accounts.service import Account
 from trackbook.contacts import service as contacts
 from trackbook.contacts.errors import ListNotFound
 from trackbook.contacts.identity import (
-    MAX_ID,
     ContactRef,
     Credential,
     UnknownContact,
     VisitorNaming,
+    is_id,
     normalise_email,
 )
 from trackbook.dialects.cors import credential_of, ingest_account
@@ -191,7 +191,7 @@ async def _list_param(
     if params.get("listid") in (None, ""):
         return None, None
     list_id = _integer(params["listid"])
-    if list_id is None or 0 < list_id <= MAX_ID:
+    if list_id is None or is_id(list_id):
         return list_id, None
     # no list has this id
     if credential.publishable:

@@ -21,7 +21,13 @@ from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_em
 from trackbook.errors import Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
-from trackbook.events.validation import TITLE_MAX, check_command, parse_timestamp, storable
+from trackbook.events.validation import (
+    TITLE_MAX,
+    check_command,
+    in_utc,
+    parse_timestamp,
+    storable,
+)
 
 SOURCE = "segment"
 CONTEXT_KEY = "$context"
@@ -136,7 +142,7 @@ def moment(value: Moment, field: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise Invalid(field, "must be an ISO 8601 time") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return in_utc(parsed, field) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def occurred_at(
@@ -151,7 +157,16 @@ def occurred_at(
     if original is None:
         return None
     sent_at = moment(message.sent_at, "sentAt") or batch_sent_at
-    return original if sent_at is None else received_at - (sent_at - original)
+    if sent_at is None:
+        return original
+    try:
+        return received_at - (sent_at - original)
+    except OverflowError:
+        # a sender's clock years off (sentAt 9999, originalTimestamp 0001) moves the time
+        # out of what a datetime holds; the message is refused, not the batch
+        raise Invalid(
+            "originalTimestamp", "is out of range once corrected by sentAt for clock skew"
+        ) from None
 
 
 def _identifier(value: str | int | None, field: str) -> str | None:
