@@ -126,6 +126,12 @@ def wire_field(field: str) -> str:
     return _WIRE_FIELDS.get(head, head) + (f".{rest}" if rest else "")
 
 
+def as_message_error(error: Invalid) -> Invalid:
+    """An Invalid from the core named as a Segment message names its fields; of the
+    same class, so that its code (catalog_full, say) stays."""
+    return type(error)(wire_field(error.field), error.reason)
+
+
 def moment(value: Moment, field: str) -> datetime | None:
     """An ISO 8601 time (UTC when it has no offset) or seconds since the epoch."""
     if value is None:
@@ -310,6 +316,6 @@ def plan(
     try:
         check_command(command, received_at=received_at)
     except Invalid as error:
-        raise Invalid(wire_field(error.field), error.reason) from None
+        raise as_message_error(error) from None
     several = sum(value is not None for value in (email, user_id, anonymous_id)) > 1
     return Plan(link=Link(email, user_id, anonymous_id) if several else None, command=command)

@@ -47,6 +47,7 @@ from trackbook.dialects.segment.messages import (
     MessageIn,
     Plan,
     Success,
+    as_message_error,
     moment,
     naming,
     plan,
@@ -242,8 +243,12 @@ async def ingest(
                 outcome.drop(dropped.UNKNOWN_CONTACT, message, kind, result.message)
             case CatalogFull() if not strict:
                 pass  # the core recorded it as dropped, with the reason
+            case Invalid() if strict:
+                raise as_message_error(result)
             case DomainError() if strict:
                 raise result
+            case Invalid():
+                outcome.drop(dropped.INVALID, message, kind, as_message_error(result).message)
             case DomainError():
                 outcome.drop(dropped.INVALID, message, kind, result.message)
     if unavailable is not None:
