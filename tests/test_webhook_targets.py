@@ -84,6 +84,4 @@ async def test_a_url_whose_host_cannot_be_read_is_a_422(
             assert answer.json()["error"]["field"] == "url"
             assert "is not a URL" in answer.json()["error"]["message"]
     listed = await client.get("/v1/webhooks", headers=tenant.headers)
-    assert [endpoint["url"] for endpoint in listed.json()["data"]] == [
-        "https://93.184.215.14/hook"
-    ]
+    assert [endpoint["url"] for endpoint in listed.json()["data"]] == ["https://93.184.215.14/hook"]
