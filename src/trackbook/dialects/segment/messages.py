@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
-from trackbook.errors import Invalid
+from trackbook.errors import DomainError, Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
 from trackbook.events.validation import TITLE_MAX, check_command, parse_timestamp, storable
@@ -55,6 +55,7 @@ _WIRE_FIELDS = {
 }
 
 Moment = str | float | None
+AnyError = TypeVar("AnyError", bound=DomainError)
 
 
 class MessageIn(BaseModel):
@@ -126,10 +127,12 @@ def wire_field(field: str) -> str:
     return _WIRE_FIELDS.get(head, head) + (f".{rest}" if rest else "")
 
 
-def as_message_error(error: Invalid) -> Invalid:
-    """An Invalid from the core named as a Segment message names its fields; of the
-    same class, so that its code (catalog_full, say) stays."""
-    return type(error)(wire_field(error.field), error.reason)
+def as_message_error(error: AnyError) -> AnyError:
+    """An error from the core with its field (an Invalid's) named as a Segment message
+    names it; of the same class, so that its code (catalog_full, say) stays."""
+    if isinstance(error, Invalid):
+        return type(error)(wire_field(error.field), error.reason)
+    return error
 
 
 def moment(value: Moment, field: str) -> datetime | None:

@@ -243,14 +243,10 @@ async def ingest(
                 outcome.drop(dropped.UNKNOWN_CONTACT, message, kind, result.message)
             case CatalogFull() if not strict:
                 pass  # the core recorded it as dropped, with the reason
-            case Invalid() if strict:
-                raise as_message_error(result)
             case DomainError() if strict:
-                raise result
-            case Invalid():
-                outcome.drop(dropped.INVALID, message, kind, as_message_error(result).message)
+                raise as_message_error(result)
             case DomainError():
-                outcome.drop(dropped.INVALID, message, kind, result.message)
+                outcome.drop(dropped.INVALID, message, kind, as_message_error(result).message)
     if unavailable is not None:
         raise unavailable
     if outcome.drops:
