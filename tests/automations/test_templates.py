@@ -17,8 +17,9 @@ from tests.automations.test_end_to_end import create_automation, runs_of
 from tests.support import Tenant
 from trackbook.accounts import users
 from trackbook.delivery.guard import resolve
-from trackbook.delivery.personalise import events_named
+from trackbook.delivery.personalise import RenderError, events_named
 from trackbook.delivery.renderer import Renderer
+from trackbook.errors import ERROR_TEXT_MAX
 from trackbook.services import Services
 
 PASSWORD = "correct horse battery"
@@ -29,6 +30,8 @@ NESTED_LOOPS = (
     "{% for a in letters %}{% for b in letters %}{% for c in letters %}"
     "{% endfor %}{% endfor %}{% endfor %}"
 )
+# a KeyError whose message is its 10 MB key
+HUGE_KEY_ERROR = '{% set s = "x" * 10000 %}' + "{% set s = s ~ s %}" * 10 + "{{ {}.pop(s) }}"
 CONTEXT = {
     "contact": {"email": "a@example.com", "first_name": "Ada", "last_name": None},
     "event": {"name": "signup", "properties": {}},
@@ -156,6 +159,37 @@ async def test_a_template_that_grows_without_bound_fails_its_step_with_the_reaso
     if "memory" in reason:
         # the child that ran out of memory is not used again, and is gone
         assert list(renderer_children()) == []
+
+
+async def test_the_renderer_answers_a_bounded_error_whatever_the_template_raises() -> None:
+    renderer = Renderer()
+    try:
+        with pytest.raises(RenderError) as raised:
+            await renderer.render(HUGE_KEY_ERROR, context=CONTEXT, latest_values={})
+    finally:
+        await renderer.close()
+    message = str(raised.value)
+    assert len(message) <= ERROR_TEXT_MAX
+    assert message.startswith("the template cannot be rendered: 'xxx")
+    assert message.endswith("[cut: 10240035 characters in all]")
+
+
+async def test_a_huge_render_error_is_kept_and_answered_bounded(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, _ = mailbox
+    automation_id = await email_automation(client, tenant, HUGE_KEY_ERROR)
+    for number in range(3):
+        await track(client, tenant, f"huge{number}@example.com")
+    await drain(services)
+    runs = await client.get(f"/v1/automations/{automation_id}/runs", headers=tenant.headers)
+    assert len(runs.content) < 3 * 2 * ERROR_TEXT_MAX  # not 3 keys of 10 MB
+    assert [run["status"] for run in runs.json()["data"]] == ["failed"] * 3
+    for run in runs.json()["data"]:
+        assert len(run["error"]) <= ERROR_TEXT_MAX
+        assert run["error"].startswith("the template cannot be rendered: 'xxx")
+        assert "characters in all]" in run["error"]
+    assert box.messages == []
 
 
 async def test_a_render_past_its_deadline_is_killed_while_sign_in_and_dns_go_on(

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from trackbook.delivery.personalise import RenderError, render
+from trackbook.errors import bounded
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,12 @@ def _serve(requests: BinaryIO, replies: BinaryIO, memory_bytes: int) -> None:
         used = resource.getrusage(resource.RUSAGE_SELF)
         budget = int(used.ru_utime + used.ru_stime) + DEADLINE_SECONDS + 1
         resource.setrlimit(resource.RLIMIT_CPU, (budget, resource.RLIM_INFINITY))
-        reply = orjson.dumps(_answer(job, memory_bytes))
+        answer = _answer(job, memory_bytes)
+        if "error" in answer:
+            # an error can quote the template's data (`{}.pop(s)` names the whole key):
+            # never megabytes of it back to the parent, which keeps and logs it
+            answer["error"] = bounded(answer["error"])
+        reply = orjson.dumps(answer)
         replies.write(len(reply).to_bytes(4, "big") + reply)
         replies.flush()
 

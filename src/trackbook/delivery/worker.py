@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +47,7 @@ from trackbook.delivery.email import EmailNotConfigured, Mailer, build_message
 from trackbook.delivery.personalise import RenderError, events_named, template_context
 from trackbook.delivery.renderer import Renderer
 from trackbook.delivery.webhooks import SendResult, WebhookSender
-from trackbook.errors import DomainError, Invalid, NotFound, StorageUnavailable
+from trackbook.errors import DomainError, Invalid, NotFound, StorageUnavailable, bounded
 from trackbook.events.model import Derivation, Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService
@@ -61,10 +62,22 @@ PARTITION_CHECK = timedelta(hours=1)
 
 
 class StepFailed(Exception):
+    """Why a step or a delivery failed: every error kept (a run's or a delivery's
+    last_error, an attempt's error) or logged about one is this text, so it is bounded
+    here, once."""
+
     def __init__(self, error: str, *, permanent: bool = False) -> None:
+        error = bounded(error)
         super().__init__(error)
         self.error = error
         self.permanent = permanent
+
+
+def _failure_text(error: BaseException) -> str:
+    """An unexpected failure for the log: its bounded text, then where it was raised
+    (the stack without the message, which a traceback would repeat in full)."""
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    return f"{bounded(f'{type(error).__name__}: {error}')}\n{stack}"
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -186,9 +199,10 @@ class Worker:
         )
         for outcome in outcomes:
             if isinstance(outcome, StorageUnavailable):
-                log.warning("worker: storage unavailable (%s); the step is taken again", outcome)
+                why = bounded(str(outcome))
+                log.warning("worker: storage unavailable (%s); the step is taken again", why)
             elif isinstance(outcome, BaseException):
-                log.error("worker: a step failed; it is taken again", exc_info=outcome)
+                log.error("worker: a step failed; it is taken again: %s", _failure_text(outcome))
         return len(runs) + len(queued)
 
     async def _claim(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[sa.Row[Any]]:
@@ -371,7 +385,8 @@ class Worker:
         except DomainError as error:
             raise StepFailed(error.message, permanent=True) from error
         except Exception as error:
-            log.exception("automation run %d, step %d failed", run.id, step)
+            # not log.exception: its traceback would repeat the error's text in full
+            log.error("automation run %d, step %d failed: %s", run.id, step, _failure_text(error))  # noqa: TRY400
             raise StepFailed(f"{type(error).__name__}: {error}") from error
 
     async def _contact_step(
@@ -536,20 +551,24 @@ class Worker:
         """Records one attempt of a delivery; returns its attempts so far and, when it
         was not delivered, the failure."""
         _count_attempt(result)
+        failure = (
+            None
+            if result.delivered
+            else StepFailed(result.error or "not delivered", permanent=result.permanent)
+        )
         await conn.execute(
             sa.insert(delivery_attempts).values(
                 account_id=delivery.account_id,
                 delivery_id=delivery.id,
                 attempted_at=self._clock.now(),
                 status_code=result.status_code,
-                error=result.error,
+                error=None if failure is None else failure.error,
                 duration_ms=result.duration_ms,
             )
         )
         attempts = delivery.attempts + 1
-        if result.delivered:
+        if failure is None:
             return attempts, None
-        failure = StepFailed(result.error or "not delivered", permanent=result.permanent)
         self._log_undelivered(delivery, attempts, failure)
         return attempts, failure
 
