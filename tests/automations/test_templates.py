@@ -14,11 +14,13 @@ import pytest
 
 from tests.automations.conftest import Mailbox, drain
 from tests.automations.test_end_to_end import create_automation, runs_of
+from tests.conftest import TenantFactory
 from tests.support import Tenant
 from trackbook.accounts import users
 from trackbook.delivery.guard import resolve
 from trackbook.delivery.personalise import RenderError, events_named
 from trackbook.delivery.renderer import Renderer
+from trackbook.delivery.worker import CLAIM_BATCH
 from trackbook.errors import ERROR_TEXT_MAX
 from trackbook.services import Services
 
@@ -222,6 +224,40 @@ async def test_a_render_past_its_deadline_is_killed_while_sign_in_and_dns_go_on(
         assert "the template took over 5 s to render; it was stopped" in run["error"]
     assert list(renderer_children()) == []
     assert box.messages == []
+
+
+async def test_one_accounts_slow_templates_do_not_hold_up_anothers_email(
+    client: httpx.AsyncClient,
+    new_tenant: TenantFactory,
+    services: Services,
+    mailbox: tuple[Mailbox, int],
+) -> None:
+    box, _ = mailbox
+    slow, quick = await new_tenant("Slow"), await new_tenant("Quick")
+    slow_automation = await email_automation(client, slow, NESTED_LOOPS)
+    quick_automation = await email_automation(client, quick, "Welcome, %FIRSTNAME%")
+    for number in range(CLAIM_BATCH):  # a whole batch, due before the quick one
+        await track(client, slow, f"slow{number}@example.com")
+    await track(client, quick, "quick@example.com")
+
+    await services.worker.run_once()  # one round
+    assert [run["status"] for run in await runs_of(client, quick, quick_automation)] == ["done"]
+    assert [message["To"] for message in box.messages] == ["quick@example.com"]
+    slow_runs = await runs_of(client, slow, slow_automation)
+    failed = [run for run in slow_runs if run["status"] == "failed"]
+    # the slow account rendered on the renderers the quick one left idle: one or two,
+    # as the two accounts came to them; the others wait, untried, for the next round
+    assert 1 <= len(failed) <= 2
+    for run in failed:
+        assert "the template took over 5 s to render" in run["error"]
+    waiting = [run for run in slow_runs if run not in failed]
+    assert {(run["status"], run["attempts"], run["error"]) for run in waiting} == {
+        ("pending", 0, None)
+    }
+
+    await services.worker.run_once()  # the next round takes the slow account's next
+    slow_runs = await runs_of(client, slow, slow_automation)
+    assert 2 <= sum(run["status"] == "failed" for run in slow_runs) <= 4
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,11 @@ class Renderer:
         self._idle: list[asyncio.subprocess.Process] = []
         self._children: set[asyncio.subprocess.Process] = set()
 
+    @property
+    def idle(self) -> bool:
+        """A child could take a render now, with none waiting before it."""
+        return not self._slots.locked()
+
     async def render(
         self,
         template: str,

@@ -6,6 +6,10 @@ mid-step leaves the lease to expire, and the step is done again by whichever wor
 claims it next, with the same webhook-id: delivery is at least once. Workers on
 PostgreSQL claim with FOR UPDATE SKIP LOCKED, so two never hold the same row; every
 update after the claim is conditional on still holding it.
+
+Fair across accounts: a batch is claimed round-robin by account, and an account's email
+steps beyond its first take only idle renderers (`_render_turn`); one account's slow
+templates so cannot fill a batch, or every renderer, while another's email waits.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import secrets
 import socket
 import traceback
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +77,11 @@ class StepFailed(Exception):
         super().__init__(error)
         self.error = error
         self.permanent = permanent
+
+
+class RenderDeferred(Exception):
+    """The run's account has a render in hand and no renderer is idle: the run is
+    released, as it was, to the next round."""
 
 
 def _failure_text(error: BaseException) -> str:
@@ -133,6 +144,8 @@ class Worker:
             allow_private=settings.webhook_allow_private,
         )
         self._renderer = Renderer()
+        self._rendering: Counter[int] = Counter()
+        """Email steps rendering (or waiting for a renderer) in this worker, per account."""
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wakeup = asyncio.Event()
@@ -211,14 +224,23 @@ class Worker:
             sa.and_(table.c.status == "pending", table.c.next_attempt_at <= now),
             sa.and_(table.c.status == "running", table.c.claimed_until < now),
         )
+        # round-robin across accounts: every account's oldest due row, then every
+        # account's second, and so on, so that one account's backlog (of slow steps,
+        # say) cannot fill each batch while another's waits behind it
+        turn = sa.func.row_number().over(
+            partition_by=table.c.account_id, order_by=(table.c.next_attempt_at, table.c.id)
+        )
+        turns = sa.select(table.c.id, turn.label("turn")).where(due, *where).subquery()
         async with self._db.transaction() as conn:
             ids = list(
                 await conn.scalars(
                     sa.select(table.c.id)
+                    .join(turns, turns.c.id == table.c.id)
                     .where(due, *where)
-                    .order_by(table.c.next_attempt_at)
+                    .order_by(turns.c.turn, table.c.next_attempt_at, table.c.id)
                     .limit(CLAIM_BATCH)
-                    .with_for_update(skip_locked=True)
+                    # only the rows claimed are locked: PostgreSQL locks no window
+                    .with_for_update(skip_locked=True, of=table)
                 )
             )
             if not ids:
@@ -310,6 +332,11 @@ class Worker:
                 return
             try:
                 await self._act(run, step, action, context)
+            except RenderDeferred:
+                # not an attempt: the run keeps its step, attempts and place in line
+                released = {"status": "pending", "claimed_by": None, "claimed_until": None}
+                await self._db.write(self._update, automation_runs, run, **released)
+                return
             except StepFailed as failure:
                 await self._finish_run(run, failure, step=step, attempts=attempts)
                 return
@@ -378,7 +405,7 @@ class Worker:
                     await self._track_step(run, step, action, context)
                 case _:
                     await self._db.write(self._contact_step, run, action)
-        except StepFailed:
+        except (StepFailed, RenderDeferred):
             raise
         except StorageUnavailable as error:
             raise StepFailed(f"storage unavailable: {error}") from error
@@ -454,13 +481,12 @@ class Worker:
             )
 
         try:
-            subject = " ".join((await fill(action["subject"]) or "").split())
+            async with self._render_turn(run.account_id):
+                subject = " ".join((await fill(action["subject"]) or "").split())
+                text = await fill(action.get("text"))
+                html = await fill(action.get("html"), as_html=True)
             message = build_message(
-                sender=self._settings.smtp_from,
-                to=to,
-                subject=subject,
-                text=await fill(action.get("text")),
-                html=await fill(action.get("html"), as_html=True),
+                sender=self._settings.smtp_from, to=to, subject=subject, text=text, html=html
             )
             await self._mailer.send(message)
             EMAILS.labels("sent").inc()
@@ -473,6 +499,23 @@ class Worker:
         except (aiosmtplib.SMTPException, OSError) as error:
             EMAILS.labels("failed").inc()
             raise StepFailed(f"{type(error).__name__}: {error}") from error
+
+    @contextlib.asynccontextmanager
+    async def _render_turn(self, account_id: int) -> AsyncIterator[None]:
+        """An account's email step may always wait for a renderer; another of the same
+        account's, while that one renders or waits, only takes a renderer that is idle,
+        else RenderDeferred. One account's templates (each perhaps taking the whole
+        deadline) so keep at most the idle renderers from other accounts, and each
+        round ends after about one render of theirs, not after all of them."""
+        if self._rendering[account_id] and not self._renderer.idle:
+            raise RenderDeferred
+        self._rendering[account_id] += 1
+        try:
+            yield
+        finally:
+            self._rendering[account_id] -= 1
+            if not self._rendering[account_id]:
+                del self._rendering[account_id]
 
     async def _webhook_step(
         self, run: sa.Row[Any], step: int, action: dict[str, Any], context: _Context
