@@ -67,6 +67,29 @@ async def test_a_new_event_name_beyond_the_limit_is_a_422_recorded_as_dropped(
     assert drop["payload"]["error"].startswith("name is new, and the account already has 5")
 
 
+async def test_segment_names_its_own_fields_when_the_catalog_is_full(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    auth = {"Authorization": "Basic " + base64.b64encode(f"{tenant.key}:".encode()).decode()}
+
+    def message(name: str, *properties: str) -> dict[str, object]:
+        return {"userId": "u1", "event": name, "properties": dict.fromkeys(properties, 1)}
+
+    for n in range(NAMES):
+        stored = await client.post("/segment/v1/track", headers=auth, json=message(f"name-{n}"))
+        assert stored.status_code == 200, stored.text
+    refused = await client.post("/segment/v1/track", headers=auth, json=message("one-too-many"))
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {
+        "code": "invalid_request",
+        "message": "event is new, and the account already has 5 event names: the most it may have",
+    }
+    many = message("name-0", *(f"p{n}" for n in range(PROPERTY_NAMES + 1)))
+    refused = await client.post("/segment/v1/track", headers=auth, json=many)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["message"].startswith("properties would give the event name 'name-0'")
+
+
 async def test_new_property_names_beyond_the_limit_refuse_their_event(
     client: httpx.AsyncClient, tenant: Tenant
 ) -> None:

@@ -17,7 +17,15 @@ PRIVATE_URLS = [
     "http://[::ffff:0:7f00:1]/hook",  # IPv4-translated 127.0.0.1
     "http://[64:ff9b:1::a00:1]/hook",  # local-use NAT64 of 10.0.0.1
     "http://localhost:9000/hook",  # a name that resolves to loopback
+    # the same targets with the trailing dot of an absolute name, and loopback names
+    # whether or not this machine's resolver knows them (RFC 6761)
+    "http://127.0.0.1./hook",
+    "http://localhost./hook",
+    "http://localhost.localdomain/hook",
+    "http://hooks.localhost/hook",
 ]
+# IDNA labels that do not decode: a URL httpx parses, whose host it cannot read
+UNREADABLE_URLS = ["http://xn--a/", "http://xn--zz-/", "http://xn--ls8h.la/"]
 
 
 @pytest.fixture(params=[False, True], ids=["private-refused", "private-allowed"])
@@ -57,3 +65,23 @@ async def test_a_name_that_does_not_resolve_yet_is_accepted(
         "/v1/webhooks", headers=tenant.headers, json={"url": "https://hooks.example.invalid/in"}
     )
     assert created.status_code == 201, created.text
+
+
+async def test_a_url_whose_host_cannot_be_read_is_a_422(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    public = await client.post(
+        "/v1/webhooks", headers=tenant.headers, json={"url": "https://93.184.215.14/hook"}
+    )
+    assert public.status_code == 201, public.text
+    for url in UNREADABLE_URLS:
+        created = await client.post("/v1/webhooks", headers=tenant.headers, json={"url": url})
+        changed = await client.patch(
+            f"/v1/webhooks/{public.json()['id']}", headers=tenant.headers, json={"url": url}
+        )
+        for answer in (created, changed):
+            assert answer.status_code == 422, (url, answer.text)
+            assert answer.json()["error"]["field"] == "url"
+            assert "is not a URL" in answer.json()["error"]["message"]
+    listed = await client.get("/v1/webhooks", headers=tenant.headers)
+    assert [endpoint["url"] for endpoint in listed.json()["data"]] == ["https://93.184.215.14/hook"]

@@ -1,6 +1,20 @@
-"""The domain errors services raise; each dialect renders them in its own wire format."""
+"""The domain errors services raise; each dialect renders them in its own wire format.
+And the bound on any error text kept or logged."""
 
 from __future__ import annotations
+
+ERROR_TEXT_MAX = 1000
+"""The most characters of an error text kept or logged about a run or a delivery: what
+went wrong can be a tenant's template's own words, megabytes of them."""
+
+
+def bounded(text: str, limit: int = ERROR_TEXT_MAX) -> str:
+    """`text` as it is, or, when longer than `limit`, its start and a note that it was cut,
+    `limit` characters in all."""
+    if len(text) <= limit:
+        return text
+    marker = f"... [cut: {len(text)} characters in all]"
+    return text[: limit - len(marker)] + marker
 
 
 class StorageUnavailable(Exception):

@@ -38,6 +38,7 @@ class WebhookReceiver:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     hold: asyncio.Event | None = None
     """While set to an unset event, requests are recorded but not answered."""
+    answer_headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -51,7 +52,7 @@ class WebhookReceiver:
         if self.hold is not None:
             await self.hold.wait()
         status = self.answers.pop(0) if self.answers else 200
-        await Response(status_code=status)(scope, receive, send)
+        await Response(status_code=status, headers=self.answer_headers)(scope, receive, send)
 
 
 @pytest.fixture

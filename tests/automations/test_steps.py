@@ -18,6 +18,7 @@ from trackbook.contacts import service as contacts
 from trackbook.db.tables import webhook_endpoints
 from trackbook.delivery.guard import BlockedTarget, check_url, resolve
 from trackbook.delivery.webhooks import WebhookSender
+from trackbook.errors import ERROR_TEXT_MAX
 from trackbook.keyring import Keyring, new_key
 from trackbook.services import Services
 from trackbook.settings import Settings
@@ -280,6 +281,32 @@ async def test_sender_refuses_a_loopback_receiver_without_sending(
     assert result.error is not None
     assert "not a public address" in result.error
     assert receiver.received == []
+
+
+async def test_a_long_delivery_error_is_kept_and_logged_bounded(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    services: Services,
+    receiver: WebhookReceiver,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the endpoint's own words in the error: a redirect to 12,000 characters of URL
+    receiver.answers = [302]
+    receiver.answer_headers = {"location": "https://example.com/" + "a" * 12_000}
+    endpoint_id = await subscribe(client, tenant, receiver.url, "order")
+    await track(client, tenant, "order", "redirected@example.com")
+    caplog.set_level(logging.INFO, logger="trackbook.delivery.worker")
+    await drain(services)
+    [delivery] = await deliveries_of(client, tenant, endpoint_id)
+    [attempt] = delivery["attempts"]
+    assert attempt["status_code"] == 302
+    for error in (delivery["error"], attempt["error"]):
+        assert len(error) <= ERROR_TEXT_MAX
+        assert error.startswith("redirect to https://example.com/aaa")
+        assert error.endswith("characters in all]")
+    logged = [r.getMessage() for r in caplog.records if r.name == "trackbook.delivery.worker"]
+    assert logged
+    assert all(len(message) < 2 * ERROR_TEXT_MAX for message in logged)
 
 
 async def test_retries_count_per_step_not_per_run(

@@ -14,11 +14,14 @@ import pytest
 
 from tests.automations.conftest import Mailbox, drain
 from tests.automations.test_end_to_end import create_automation, runs_of
+from tests.conftest import TenantFactory
 from tests.support import Tenant
 from trackbook.accounts import users
 from trackbook.delivery.guard import resolve
-from trackbook.delivery.personalise import events_named
+from trackbook.delivery.personalise import RenderError, events_named
 from trackbook.delivery.renderer import Renderer
+from trackbook.delivery.worker import CLAIM_BATCH
+from trackbook.errors import ERROR_TEXT_MAX
 from trackbook.services import Services
 
 PASSWORD = "correct horse battery"
@@ -29,6 +32,8 @@ NESTED_LOOPS = (
     "{% for a in letters %}{% for b in letters %}{% for c in letters %}"
     "{% endfor %}{% endfor %}{% endfor %}"
 )
+# a KeyError whose message is its 10 MB key
+HUGE_KEY_ERROR = '{% set s = "x" * 10000 %}' + "{% set s = s ~ s %}" * 10 + "{{ {}.pop(s) }}"
 CONTEXT = {
     "contact": {"email": "a@example.com", "first_name": "Ada", "last_name": None},
     "event": {"name": "signup", "properties": {}},
@@ -158,6 +163,37 @@ async def test_a_template_that_grows_without_bound_fails_its_step_with_the_reaso
         assert list(renderer_children()) == []
 
 
+async def test_the_renderer_answers_a_bounded_error_whatever_the_template_raises() -> None:
+    renderer = Renderer()
+    try:
+        with pytest.raises(RenderError) as raised:
+            await renderer.render(HUGE_KEY_ERROR, context=CONTEXT, latest_values={})
+    finally:
+        await renderer.close()
+    message = str(raised.value)
+    assert len(message) <= ERROR_TEXT_MAX
+    assert message.startswith("the template cannot be rendered: 'xxx")
+    assert message.endswith("[cut: 10240035 characters in all]")
+
+
+async def test_a_huge_render_error_is_kept_and_answered_bounded(
+    client: httpx.AsyncClient, tenant: Tenant, services: Services, mailbox: tuple[Mailbox, int]
+) -> None:
+    box, _ = mailbox
+    automation_id = await email_automation(client, tenant, HUGE_KEY_ERROR)
+    for number in range(3):
+        await track(client, tenant, f"huge{number}@example.com")
+    await drain(services)
+    runs = await client.get(f"/v1/automations/{automation_id}/runs", headers=tenant.headers)
+    assert len(runs.content) < 3 * 2 * ERROR_TEXT_MAX  # not 3 keys of 10 MB
+    assert [run["status"] for run in runs.json()["data"]] == ["failed"] * 3
+    for run in runs.json()["data"]:
+        assert len(run["error"]) <= ERROR_TEXT_MAX
+        assert run["error"].startswith("the template cannot be rendered: 'xxx")
+        assert "characters in all]" in run["error"]
+    assert box.messages == []
+
+
 async def test_a_render_past_its_deadline_is_killed_while_sign_in_and_dns_go_on(
     client: httpx.AsyncClient, tenant: Tenant, services: Services, mailbox: tuple[Mailbox, int]
 ) -> None:
@@ -188,6 +224,40 @@ async def test_a_render_past_its_deadline_is_killed_while_sign_in_and_dns_go_on(
         assert "the template took over 5 s to render; it was stopped" in run["error"]
     assert list(renderer_children()) == []
     assert box.messages == []
+
+
+async def test_one_accounts_slow_templates_do_not_hold_up_anothers_email(
+    client: httpx.AsyncClient,
+    new_tenant: TenantFactory,
+    services: Services,
+    mailbox: tuple[Mailbox, int],
+) -> None:
+    box, _ = mailbox
+    slow, quick = await new_tenant("Slow"), await new_tenant("Quick")
+    slow_automation = await email_automation(client, slow, NESTED_LOOPS)
+    quick_automation = await email_automation(client, quick, "Welcome, %FIRSTNAME%")
+    for number in range(CLAIM_BATCH):  # a whole batch, due before the quick one
+        await track(client, slow, f"slow{number}@example.com")
+    await track(client, quick, "quick@example.com")
+
+    await services.worker.run_once()  # one round
+    assert [run["status"] for run in await runs_of(client, quick, quick_automation)] == ["done"]
+    assert [message["To"] for message in box.messages] == ["quick@example.com"]
+    slow_runs = await runs_of(client, slow, slow_automation)
+    failed = [run for run in slow_runs if run["status"] == "failed"]
+    # the slow account rendered on the renderers the quick one left idle: one or two,
+    # as the two accounts came to them; the others wait, untried, for the next round
+    assert 1 <= len(failed) <= 2
+    for run in failed:
+        assert "the template took over 5 s to render" in run["error"]
+    waiting = [run for run in slow_runs if run not in failed]
+    assert {(run["status"], run["attempts"], run["error"]) for run in waiting} == {
+        ("pending", 0, None)
+    }
+
+    await services.worker.run_once()  # the next round takes the slow account's next
+    slow_runs = await runs_of(client, slow, slow_automation)
+    assert 2 <= sum(run["status"] == "failed" for run in slow_runs) <= 4
 
 
 @pytest.mark.parametrize(

@@ -249,6 +249,21 @@ async def test_forms_without_the_csrf_token_are_refused(live: Live) -> None:
         assert account.tracking_enabled is True
 
 
+async def test_a_webhook_url_whose_host_cannot_be_read_is_a_form_error(live: Live) -> None:
+    async with live.api() as api:
+        await sign_in(api, live)
+        for url in ("http://xn--a/", "http://xn--zz-/", "http://xn--ls8h.la/"):
+            form = await api.get("/settings")
+            token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+            assert token is not None
+            added = await api.post("/settings/webhooks", data={"csrf": token[1], "url": url})
+            assert added.status_code == 200, added.text
+            assert re.search(r'role="alert">url [^<]* is not a URL<', added.text), url
+    async with live.api() as api:
+        listed = await api.get("/v1/webhooks", headers=live.tenant.headers)
+        assert listed.json()["data"] == []
+
+
 async def test_empty_overview_shows_a_ready_curl_and_times_follow_the_time_zone(
     browser: Browser, live: Live
 ) -> None:

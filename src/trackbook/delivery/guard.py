@@ -29,12 +29,17 @@ class PrivateTarget(BlockedTarget):
     """The URL's host is (or resolves to) an address that is not public."""
 
 
+PRIVATE_HINT = "private and loopback targets need TRACKBOOK_WEBHOOK_ALLOW_PRIVATE=true"
+
+
 def check_url(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as error:
+        # an A-label that does not decode (`xn--a`) is only found when the host is read
+        host = parsed.host
+    except (httpx.InvalidURL, TypeError, ValueError) as error:
         raise BlockedTarget(f"{url!r} is not a URL") from error
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    if parsed.scheme not in ("http", "https") or not bare_host(host):
         raise BlockedTarget("must be an http or https URL with a host")
     if parsed.userinfo:
         raise BlockedTarget("must not carry a user name or password")
@@ -75,13 +80,29 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def bare_host(host: str) -> str:
+    """The host without the trailing dots that make a name absolute: `127.0.0.1.` and
+    `localhost.` are the same targets as without them."""
+    return host.rstrip(".")
+
+
+def is_loopback_name(host: str) -> bool:
+    """`localhost`, its subdomains and `localhost.localdomain`: names a resolver answers
+    with a loopback address (RFC 6761, section 6.3), whatever DNS would say."""
+    name = bare_host(host).lower()
+    return name in ("localhost", "localhost.localdomain") or name.endswith(".localhost")
+
+
 async def resolve(url: httpx.URL, *, allow_private: bool) -> IPAddress:
     """The address to dial for `url`; BlockedTarget when it (or any address its host
     resolves to) is not public, unless private targets are allowed."""
     host = url.host
+    if not allow_private and is_loopback_name(host):
+        raise PrivateTarget(f"{host} is a loopback name, not a public address; {PRIVATE_HINT}")
     try:
-        addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+        addresses: list[IPAddress] = [ipaddress.ip_address(bare_host(host))]
     except ValueError:
+        # the name as given: a trailing dot keeps the resolver from trying search domains
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
             infos = await asyncio.get_running_loop().run_in_executor(
@@ -93,10 +114,7 @@ async def resolve(url: httpx.URL, *, allow_private: bool) -> IPAddress:
     if not allow_private:
         for address in addresses:
             if not is_public(address):
-                raise PrivateTarget(
-                    f"{host} is {address}, not a public address; private and loopback "
-                    "targets need TRACKBOOK_WEBHOOK_ALLOW_PRIVATE=true"
-                )
+                raise PrivateTarget(f"{host} is {address}, not a public address; {PRIVATE_HINT}")
     return addresses[0]
 
 

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import orjson
 
 from trackbook.delivery.personalise import RenderError, render
+from trackbook.errors import bounded
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,11 @@ class Renderer:
         self._slots = asyncio.Semaphore(processes)
         self._idle: list[asyncio.subprocess.Process] = []
         self._children: set[asyncio.subprocess.Process] = set()
+
+    @property
+    def idle(self) -> bool:
+        """A child could take a render now, with none waiting before it."""
+        return not self._slots.locked()
 
     async def render(
         self,
@@ -165,7 +171,12 @@ def _serve(requests: BinaryIO, replies: BinaryIO, memory_bytes: int) -> None:
         used = resource.getrusage(resource.RUSAGE_SELF)
         budget = int(used.ru_utime + used.ru_stime) + DEADLINE_SECONDS + 1
         resource.setrlimit(resource.RLIMIT_CPU, (budget, resource.RLIM_INFINITY))
-        reply = orjson.dumps(_answer(job, memory_bytes))
+        answer = _answer(job, memory_bytes)
+        if "error" in answer:
+            # an error can quote the template's data (`{}.pop(s)` names the whole key):
+            # never megabytes of it back to the parent, which keeps and logs it
+            answer["error"] = bounded(answer["error"])
+        reply = orjson.dumps(answer)
         replies.write(len(reply).to_bytes(4, "big") + reply)
         replies.flush()
 

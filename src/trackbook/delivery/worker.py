@@ -6,6 +6,10 @@ mid-step leaves the lease to expire, and the step is done again by whichever wor
 claims it next, with the same webhook-id: delivery is at least once. Workers on
 PostgreSQL claim with FOR UPDATE SKIP LOCKED, so two never hold the same row; every
 update after the claim is conditional on still holding it.
+
+Fair across accounts: a batch is claimed round-robin by account, and an account's email
+steps beyond its first take only idle renderers (`_render_turn`); one account's slow
+templates so cannot fill a batch, or every renderer, while another's email waits.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ import logging
 import os
 import secrets
 import socket
+import traceback
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,7 +53,7 @@ from trackbook.delivery.email import EmailNotConfigured, Mailer, build_message
 from trackbook.delivery.personalise import RenderError, events_named, template_context
 from trackbook.delivery.renderer import Renderer
 from trackbook.delivery.webhooks import SendResult, WebhookSender
-from trackbook.errors import DomainError, Invalid, NotFound, StorageUnavailable
+from trackbook.errors import DomainError, Invalid, NotFound, StorageUnavailable, bounded
 from trackbook.events.model import Derivation, Event, TrackCommand
 from trackbook.events.queries import get_event
 from trackbook.events.service import EventService
@@ -61,10 +68,27 @@ PARTITION_CHECK = timedelta(hours=1)
 
 
 class StepFailed(Exception):
+    """Why a step or a delivery failed: every error kept (a run's or a delivery's
+    last_error, an attempt's error) or logged about one is this text, so it is bounded
+    here, once."""
+
     def __init__(self, error: str, *, permanent: bool = False) -> None:
+        error = bounded(error)
         super().__init__(error)
         self.error = error
         self.permanent = permanent
+
+
+class RenderDeferred(Exception):
+    """The run's account has a render in hand and no renderer is idle: the run is
+    released, as it was, to the next round."""
+
+
+def _failure_text(error: BaseException) -> str:
+    """An unexpected failure for the log: its bounded text, then where it was raised
+    (the stack without the message, which a traceback would repeat in full)."""
+    stack = "".join(traceback.format_tb(error.__traceback__))
+    return f"{bounded(f'{type(error).__name__}: {error}')}\n{stack}"
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -120,6 +144,8 @@ class Worker:
             allow_private=settings.webhook_allow_private,
         )
         self._renderer = Renderer()
+        self._rendering: Counter[int] = Counter()
+        """Email steps rendering (or waiting for a renderer) in this worker, per account."""
         self._lease = timedelta(seconds=settings.worker_lease_seconds)
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._wakeup = asyncio.Event()
@@ -186,9 +212,10 @@ class Worker:
         )
         for outcome in outcomes:
             if isinstance(outcome, StorageUnavailable):
-                log.warning("worker: storage unavailable (%s); the step is taken again", outcome)
+                why = bounded(str(outcome))
+                log.warning("worker: storage unavailable (%s); the step is taken again", why)
             elif isinstance(outcome, BaseException):
-                log.error("worker: a step failed; it is taken again", exc_info=outcome)
+                log.error("worker: a step failed; it is taken again: %s", _failure_text(outcome))
         return len(runs) + len(queued)
 
     async def _claim(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[sa.Row[Any]]:
@@ -197,14 +224,23 @@ class Worker:
             sa.and_(table.c.status == "pending", table.c.next_attempt_at <= now),
             sa.and_(table.c.status == "running", table.c.claimed_until < now),
         )
+        # round-robin across accounts: every account's oldest due row, then every
+        # account's second, and so on, so that one account's backlog (of slow steps,
+        # say) cannot fill each batch while another's waits behind it
+        turn = sa.func.row_number().over(
+            partition_by=table.c.account_id, order_by=(table.c.next_attempt_at, table.c.id)
+        )
+        turns = sa.select(table.c.id, turn.label("turn")).where(due, *where).subquery()
         async with self._db.transaction() as conn:
             ids = list(
                 await conn.scalars(
                     sa.select(table.c.id)
+                    .join(turns, turns.c.id == table.c.id)
                     .where(due, *where)
-                    .order_by(table.c.next_attempt_at)
+                    .order_by(turns.c.turn, table.c.next_attempt_at, table.c.id)
                     .limit(CLAIM_BATCH)
-                    .with_for_update(skip_locked=True)
+                    # only the rows claimed are locked: PostgreSQL locks no window
+                    .with_for_update(skip_locked=True, of=table)
                 )
             )
             if not ids:
@@ -296,6 +332,11 @@ class Worker:
                 return
             try:
                 await self._act(run, step, action, context)
+            except RenderDeferred:
+                # not an attempt: the run keeps its step, attempts and place in line
+                released = {"status": "pending", "claimed_by": None, "claimed_until": None}
+                await self._db.write(self._update, automation_runs, run, **released)
+                return
             except StepFailed as failure:
                 await self._finish_run(run, failure, step=step, attempts=attempts)
                 return
@@ -364,14 +405,15 @@ class Worker:
                     await self._track_step(run, step, action, context)
                 case _:
                     await self._db.write(self._contact_step, run, action)
-        except StepFailed:
+        except (StepFailed, RenderDeferred):
             raise
         except StorageUnavailable as error:
             raise StepFailed(f"storage unavailable: {error}") from error
         except DomainError as error:
             raise StepFailed(error.message, permanent=True) from error
         except Exception as error:
-            log.exception("automation run %d, step %d failed", run.id, step)
+            # not log.exception: its traceback would repeat the error's text in full
+            log.error("automation run %d, step %d failed: %s", run.id, step, _failure_text(error))  # noqa: TRY400
             raise StepFailed(f"{type(error).__name__}: {error}") from error
 
     async def _contact_step(
@@ -439,13 +481,12 @@ class Worker:
             )
 
         try:
-            subject = " ".join((await fill(action["subject"]) or "").split())
+            async with self._render_turn(run.account_id):
+                subject = " ".join((await fill(action["subject"]) or "").split())
+                text = await fill(action.get("text"))
+                html = await fill(action.get("html"), as_html=True)
             message = build_message(
-                sender=self._settings.smtp_from,
-                to=to,
-                subject=subject,
-                text=await fill(action.get("text")),
-                html=await fill(action.get("html"), as_html=True),
+                sender=self._settings.smtp_from, to=to, subject=subject, text=text, html=html
             )
             await self._mailer.send(message)
             EMAILS.labels("sent").inc()
@@ -458,6 +499,23 @@ class Worker:
         except (aiosmtplib.SMTPException, OSError) as error:
             EMAILS.labels("failed").inc()
             raise StepFailed(f"{type(error).__name__}: {error}") from error
+
+    @contextlib.asynccontextmanager
+    async def _render_turn(self, account_id: int) -> AsyncIterator[None]:
+        """An account's email step may always wait for a renderer; another of the same
+        account's, while that one renders or waits, only takes a renderer that is idle,
+        else RenderDeferred. One account's templates (each perhaps taking the whole
+        deadline) so keep at most the idle renderers from other accounts, and each
+        round ends after about one render of theirs, not after all of them."""
+        if self._rendering[account_id] and not self._renderer.idle:
+            raise RenderDeferred
+        self._rendering[account_id] += 1
+        try:
+            yield
+        finally:
+            self._rendering[account_id] -= 1
+            if not self._rendering[account_id]:
+                del self._rendering[account_id]
 
     async def _webhook_step(
         self, run: sa.Row[Any], step: int, action: dict[str, Any], context: _Context
@@ -536,20 +594,24 @@ class Worker:
         """Records one attempt of a delivery; returns its attempts so far and, when it
         was not delivered, the failure."""
         _count_attempt(result)
+        failure = (
+            None
+            if result.delivered
+            else StepFailed(result.error or "not delivered", permanent=result.permanent)
+        )
         await conn.execute(
             sa.insert(delivery_attempts).values(
                 account_id=delivery.account_id,
                 delivery_id=delivery.id,
                 attempted_at=self._clock.now(),
                 status_code=result.status_code,
-                error=result.error,
+                error=None if failure is None else failure.error,
                 duration_ms=result.duration_ms,
             )
         )
         attempts = delivery.attempts + 1
-        if result.delivered:
+        if failure is None:
             return attempts, None
-        failure = StepFailed(result.error or "not delivered", permanent=result.permanent)
         self._log_undelivered(delivery, attempts, failure)
         return attempts, failure
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
 from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
-from trackbook.errors import Invalid
+from trackbook.errors import DomainError, Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
 from trackbook.events.validation import (
@@ -61,6 +61,7 @@ _WIRE_FIELDS = {
 }
 
 Moment = str | float | None
+AnyError = TypeVar("AnyError", bound=DomainError)
 
 
 class MessageIn(BaseModel):
@@ -130,6 +131,14 @@ class Plan:
 def wire_field(field: str) -> str:
     head, _, rest = field.partition(".")
     return _WIRE_FIELDS.get(head, head) + (f".{rest}" if rest else "")
+
+
+def as_message_error(error: AnyError) -> AnyError:
+    """An error from the core with its field (an Invalid's) named as a Segment message
+    names it; of the same class, so that its code (catalog_full, say) stays."""
+    if isinstance(error, Invalid):
+        return type(error)(wire_field(error.field), error.reason)
+    return error
 
 
 def moment(value: Moment, field: str) -> datetime | None:
@@ -325,6 +334,6 @@ def plan(
     try:
         check_command(command, received_at=received_at)
     except Invalid as error:
-        raise Invalid(wire_field(error.field), error.reason) from None
+        raise as_message_error(error) from None
     several = sum(value is not None for value in (email, user_id, anonymous_id)) > 1
     return Plan(link=Link(email, user_id, anonymous_id) if several else None, command=command)

@@ -47,6 +47,7 @@ from trackbook.dialects.segment.messages import (
     MessageIn,
     Plan,
     Success,
+    as_message_error,
     moment,
     naming,
     plan,
@@ -243,9 +244,9 @@ async def ingest(
             case CatalogFull() if not strict:
                 pass  # the core recorded it as dropped, with the reason
             case DomainError() if strict:
-                raise result
+                raise as_message_error(result)
             case DomainError():
-                outcome.drop(dropped.INVALID, message, kind, result.message)
+                outcome.drop(dropped.INVALID, message, kind, as_message_error(result).message)
     if unavailable is not None:
         raise unavailable
     if outcome.drops:
