@@ -154,3 +154,43 @@ async def test_webhook_endpoints(client: httpx.AsyncClient, tenant: Tenant) -> N
         assert refused.json()["error"]["field"] == "url"
     assert (await client.delete(url, headers=tenant.headers)).status_code == 204
     assert (await client.get(url, headers=tenant.headers)).status_code == 404
+
+
+async def test_a_segment_or_webhook_an_automation_uses_cannot_be_deleted(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    headers = tenant.headers
+    segment = await client.post(
+        "/v1/segments",
+        headers=headers,
+        json={
+            "name": "Subscribed",
+            "definition": {
+                "all": [{"contact": {"field": "status", "op": "equals", "value": "subscribed"}}]
+            },
+        },
+    )
+    hook = await client.post(
+        "/v1/webhooks", headers=headers, json={"url": "http://127.0.0.1:9/hook"}
+    )
+    automation = await client.post(
+        "/v1/automations",
+        headers=headers,
+        json={
+            "name": "Notify subscribers",
+            "trigger": {"event": "signup"},
+            "conditions": {"segment_id": segment.json()["id"]},
+            "actions": [{"type": "webhook", "webhook_id": hook.json()["id"]}],
+        },
+    )
+    assert automation.status_code == 201, automation.text
+    automation_id = automation.json()["id"]
+    for path in (f"/v1/segments/{segment.json()['id']}", f"/v1/webhooks/{hook.json()['id']}"):
+        refused = await client.delete(path, headers=headers)
+        assert refused.status_code == 409, refused.text
+        message = refused.json()["error"]["message"]
+        assert f"automation {automation_id} (Notify subscribers)" in message
+        assert (await client.get(path, headers=headers)).status_code == 200
+    await client.delete(f"/v1/automations/{automation_id}", headers=headers)
+    for path in (f"/v1/segments/{segment.json()['id']}", f"/v1/webhooks/{hook.json()['id']}"):
+        assert (await client.delete(path, headers=headers)).status_code == 204

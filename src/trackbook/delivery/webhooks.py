@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks.webhooks import Webhook
 
 from trackbook.db.engine import Database
-from trackbook.db.tables import deliveries, delivery_attempts, webhook_endpoints
+from trackbook.db.tables import automations, deliveries, delivery_attempts, webhook_endpoints
 from trackbook.delivery.guard import (
     BlockedTarget,
     check_target,
@@ -25,12 +25,19 @@ from trackbook.delivery.guard import (
     pinned,
     resolve,
 )
-from trackbook.errors import Invalid, NotFound
+from trackbook.errors import Conflict, Invalid, NotFound
 from trackbook.keyring import Keyring
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the Standard Webhooks prefix, not a secret
 MAX_EVENT_NAMES = 100
 RESOLVE_SECONDS = 5.0
+
+
+class WebhookInUse(Conflict):
+    """An automation's webhook action sends to the endpoint: deleting it would fail
+    every run of that automation."""
+
+    code = "webhook_in_use"
 
 
 class WebhookNotFound(NotFound):
@@ -246,7 +253,25 @@ async def update_endpoint(
 
 
 async def delete_endpoint(conn: AsyncConnection, account_id: int, endpoint_id: int) -> None:
+    """Refused while an automation's webhook action sends to the endpoint."""
     await _row(conn, account_id, endpoint_id)
+    found = await conn.execute(
+        sa.select(automations.c.id, automations.c.name, automations.c.actions)
+        .where(automations.c.account_id == account_id)
+        .order_by(automations.c.id)
+    )
+    users = [
+        f"automation {automation_id} ({name})"
+        for automation_id, name, actions in found
+        if any(
+            action.get("type") == "webhook" and action.get("webhook_id") == endpoint_id
+            for action in actions
+        )
+    ]
+    if users:
+        raise WebhookInUse(
+            f"webhook {endpoint_id} is used by {', '.join(users)}; change or delete them first"
+        )
     await conn.execute(
         webhook_endpoints.delete().where(
             webhook_endpoints.c.account_id == account_id, webhook_endpoints.c.id == endpoint_id

@@ -13,6 +13,13 @@ class SegmentConflict(Conflict):
     code = "segment_conflict"
 
 
+class SegmentInUse(Conflict):
+    """An automation's conditions name the segment: deleting it would leave the
+    automation naming a segment that is gone, and never running."""
+
+    code = "segment_in_use"
+
+
 class SegmentBroken(Invalid):
     """A saved segment the database cannot evaluate: a pattern saved before patterns were
     checked as PostgreSQL reads them. Editing its definition mends it; a retry cannot."""

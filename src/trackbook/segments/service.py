@@ -12,11 +12,16 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from trackbook.contacts.service import Contact, contact_from_row
-from trackbook.db.tables import contacts, segments
+from trackbook.db.tables import automations, contacts, segments
 from trackbook.errors import Invalid
 from trackbook.segments.compile import Compiler, who
 from trackbook.segments.definition import Node, parse, regex_patterns
-from trackbook.segments.errors import SegmentBroken, SegmentConflict, SegmentNotFound
+from trackbook.segments.errors import (
+    SegmentBroken,
+    SegmentConflict,
+    SegmentInUse,
+    SegmentNotFound,
+)
 
 INVALID_REGULAR_EXPRESSION = "2201B"
 """PostgreSQL's SQLSTATE for a pattern it cannot compile or run."""
@@ -153,7 +158,22 @@ async def update_segment(
 
 
 async def delete_segment(conn: AsyncConnection, account_id: int, segment_id: int) -> None:
+    """Refused while an automation's conditions name the segment."""
     await get_segment(conn, account_id, segment_id)
+    found = await conn.execute(
+        sa.select(automations.c.id, automations.c.name, automations.c.conditions)
+        .where(automations.c.account_id == account_id)
+        .order_by(automations.c.id)
+    )
+    users = [
+        f"automation {automation_id} ({name})"
+        for automation_id, name, conditions in found
+        if (conditions or {}).get("segment_id") == segment_id
+    ]
+    if users:
+        raise SegmentInUse(
+            f"segment {segment_id} is used by {', '.join(users)}; change or delete them first"
+        )
     await conn.execute(
         segments.delete().where(segments.c.account_id == account_id, segments.c.id == segment_id)
     )
