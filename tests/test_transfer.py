@@ -49,6 +49,11 @@ def test_ndjson_import_reports_rejected_lines_and_a_rerun_stores_nothing_twice(
         "{not json",
         {"event": "", "contact": {"email": "b@example.com"}},
         {"event": "login", "contact": {"external_id": "u-7"}, "properties": {"plan": "pro"}},
+        {
+            "event": "later",
+            "contact": {"email": "c@example.com"},
+            "timestamp": "2999-01-01T00:00:00Z",
+        },
     ]
     file = tmp_path / "events.ndjson"
     file.write_text(
@@ -56,12 +61,14 @@ def test_ndjson_import_reports_rejected_lines_and_a_rerun_stores_nothing_twice(
     )
     first = cli.invoke(app, ["import", str(file), "--account", account])
     assert first.exit_code == 1, first.output
-    assert "read 5, stored 3, already there 0, rejected 2" in first.output
+    assert "read 6, stored 3, already there 0, rejected 3" in first.output
     assert re.search(r"line 3: .*not valid JSON", first.output)
-    assert re.search(r"line 4: name must be 1 to 255 characters", first.output)
+    # the fields as the row names them, as /v1/track answers them
+    assert re.search(r"line 4: event must be 1 to 255 characters", first.output)
+    assert re.search(r"line 6: timestamp is more than 10 minutes in the future", first.output)
 
     again = cli.invoke(app, ["import", str(file), "--account", account])
-    assert "read 5, stored 0, already there 3, rejected 2" in again.output
+    assert "read 6, stored 0, already there 3, rejected 3" in again.output
     stored = exported(cli, account)
     assert [(e["event"], e["email"] or e["external_id"]) for e in stored] == [
         ("signup", "a@example.com"),

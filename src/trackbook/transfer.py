@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from trackbook.accounts.service import Account
 from trackbook.db.engine import Database
 from trackbook.db.tables import contacts, events
+from trackbook.dialects.native.errors import as_track_error
 from trackbook.dialects.native.models import TrackIn
 from trackbook.errors import DomainError, Invalid
 from trackbook.events.model import TrackCommand, TrackResult
@@ -224,6 +225,9 @@ def _checked(
 
 
 def _reason(error: Exception) -> str:
+    """Named as the row names its fields (`timestamp`, `event`), as /v1/track names them."""
+    if isinstance(error, Invalid):
+        return as_track_error(error).message
     return error.message if isinstance(error, DomainError) else str(error)
 
 
