@@ -11,6 +11,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackbook.automations.references import automations_naming
 from trackbook.contacts.errors import (
     ContactConflict,
     ContactExists,
@@ -29,7 +30,6 @@ from trackbook.contacts.identity import (
 from trackbook.db.engine import Database
 from trackbook.db.tables import (
     automation_runs,
-    automations,
     contact_aliases,
     contact_tags,
     contacts,
@@ -498,20 +498,33 @@ async def change_existing(
     contact = await get_contact(conn, account_id, contact_id)
     refused = {name: value for name, value in changes.items() if getattr(contact, name) != value}
     if refused:
-        await dropped.record(
-            conn,
-            account_id,
-            source=credential.source,
-            reason=dropped.CHANGE_REFUSED,
-            payload={
-                "contact": {"email": contact.email, "external_id": contact.external_id},
-                "refused": refused,
-            },
-            # named as stored, so that exporting or erasing the contact finds it
-            naming=ContactRef(email=contact.email, external_id=contact.external_id),
-            now=now,
-        )
+        await _record_refused(conn, account_id, contact, refused, credential=credential, now=now)
     return contact
+
+
+async def _record_refused(
+    conn: AsyncConnection,
+    account_id: int,
+    contact: Contact,
+    refused: Mapping[str, Any],
+    *,
+    credential: Credential,
+    now: datetime,
+) -> None:
+    """Keeps what a publishable key asked to change of a contact in the dropped events."""
+    await dropped.record(
+        conn,
+        account_id,
+        source=credential.source,
+        reason=dropped.CHANGE_REFUSED,
+        payload={
+            "contact": {"email": contact.email, "external_id": contact.external_id},
+            "refused": dict(refused),
+        },
+        # named as stored, so that exporting or erasing the contact finds it
+        naming=ContactRef(email=contact.email, external_id=contact.external_id),
+        now=now,
+    )
 
 
 async def update_contact(
@@ -1143,15 +1156,11 @@ async def delete_list(conn: AsyncConnection, account_id: int, list_id: int) -> N
 
 async def _list_users(conn: AsyncConnection, account_id: int, list_id: int) -> list[str]:
     """The automations whose actions and the segments whose definitions name the list."""
-    users = []
-    found = await conn.execute(
-        sa.select(automations.c.id, automations.c.name, automations.c.actions)
-        .where(automations.c.account_id == account_id)
-        .order_by(automations.c.id)
+    users = await automations_naming(
+        conn,
+        account_id,
+        lambda _, actions: any(action.get("list_id") == list_id for action in actions),
     )
-    for automation_id, name, actions in found:
-        if any(action.get("list_id") == list_id for action in actions):
-            users.append(f"automation {automation_id} ({name})")
     found = await conn.execute(
         sa.select(segments.c.id, segments.c.name, segments.c.definition)
         .where(segments.c.account_id == account_id)
@@ -1217,17 +1226,8 @@ async def join_lists(
     refused = sorted(set(wanted) - set(members))
     if refused:
         contact = await get_contact(conn, account_id, contact_id)
-        await dropped.record(
-            conn,
-            account_id,
-            source=credential.source,
-            reason=dropped.CHANGE_REFUSED,
-            payload={
-                "contact": {"email": contact.email, "external_id": contact.external_id},
-                "refused": {"list_ids": refused},
-            },
-            naming=ContactRef(email=contact.email, external_id=contact.external_id),
-            now=now,
+        await _record_refused(
+            conn, account_id, contact, {"list_ids": refused}, credential=credential, now=now
         )
 
 

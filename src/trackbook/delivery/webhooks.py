@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks.webhooks import Webhook
 
+from trackbook.automations.references import automations_naming
 from trackbook.db.engine import Database
-from trackbook.db.tables import automations, deliveries, delivery_attempts, webhook_endpoints
+from trackbook.db.tables import deliveries, delivery_attempts, webhook_endpoints
 from trackbook.delivery.guard import (
     BlockedTarget,
     check_target,
@@ -255,19 +256,14 @@ async def update_endpoint(
 async def delete_endpoint(conn: AsyncConnection, account_id: int, endpoint_id: int) -> None:
     """Refused while an automation's webhook action sends to the endpoint."""
     await _row(conn, account_id, endpoint_id)
-    found = await conn.execute(
-        sa.select(automations.c.id, automations.c.name, automations.c.actions)
-        .where(automations.c.account_id == account_id)
-        .order_by(automations.c.id)
-    )
-    users = [
-        f"automation {automation_id} ({name})"
-        for automation_id, name, actions in found
-        if any(
+    users = await automations_naming(
+        conn,
+        account_id,
+        lambda _, actions: any(
             action.get("type") == "webhook" and action.get("webhook_id") == endpoint_id
             for action in actions
-        )
-    ]
+        ),
+    )
     if users:
         raise WebhookInUse(
             f"webhook {endpoint_id} is used by {', '.join(users)}; change or delete them first"

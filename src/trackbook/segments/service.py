@@ -11,8 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from trackbook.automations.references import automations_naming
 from trackbook.contacts.service import Contact, contact_from_row
-from trackbook.db.tables import automations, contacts, segments
+from trackbook.db.tables import contacts, segments
 from trackbook.errors import Invalid
 from trackbook.segments.compile import Compiler, who
 from trackbook.segments.definition import Node, parse, regex_patterns
@@ -160,16 +161,9 @@ async def update_segment(
 async def delete_segment(conn: AsyncConnection, account_id: int, segment_id: int) -> None:
     """Refused while an automation's conditions name the segment."""
     await get_segment(conn, account_id, segment_id)
-    found = await conn.execute(
-        sa.select(automations.c.id, automations.c.name, automations.c.conditions)
-        .where(automations.c.account_id == account_id)
-        .order_by(automations.c.id)
+    users = await automations_naming(
+        conn, account_id, lambda conditions, _: conditions.get("segment_id") == segment_id
     )
-    users = [
-        f"automation {automation_id} ({name})"
-        for automation_id, name, conditions in found
-        if (conditions or {}).get("segment_id") == segment_id
-    ]
     if users:
         raise SegmentInUse(
             f"segment {segment_id} is used by {', '.join(users)}; change or delete them first"
