@@ -48,3 +48,26 @@ async def test_twenty_creates_of_one_email_at_once_make_one_contact(
     assert statuses == {created: 1, others: AT_ONCE - 1}, [a.text for a in answers][:3]
     found = await client.get("/v1/contacts", headers=tenant.headers, params={"email": email})
     assert len(found.json()["data"]) == 1
+
+
+@pytest.mark.parametrize("dialect", ["segment", "octeth"])
+async def test_twenty_first_events_of_one_new_email_at_once_make_one_contact(
+    client: httpx.AsyncClient, tenant: Tenant, dialect: str
+) -> None:
+    """The dialects that create a contact as they record its events or identify it."""
+    email = f"race-{dialect}@example.com"
+    if dialect == "segment":
+        path = "/segment/v1/identify"
+        request: dict[str, Any] = {
+            "auth": (tenant.key, ""),
+            "json": {"userId": f"user-{dialect}", "traits": {"email": email}},
+        }
+    else:
+        path = "/api/v1/event"
+        request = {
+            "data": {"Command": "event.track", "APIKey": tenant.key, "Email": email, "Event": "x"}
+        }
+    answers = await asyncio.gather(*(client.post(path, **request) for _ in range(AT_ONCE)))
+    assert {answer.status_code for answer in answers} == {200}, [a.text for a in answers][:3]
+    found = await client.get("/v1/contacts", headers=tenant.headers, params={"email": email})
+    assert len(found.json()["data"]) == 1

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from trackbook.accounts.auth import Authenticator
 from trackbook.clock import Clock
+from trackbook.contacts.linking import ContactService
 from trackbook.db.engine import Database
 from trackbook.db.partitions import ensure_partitions
 from trackbook.db.tables import accounts, webhook_endpoints
@@ -37,6 +38,7 @@ class Services:
     worker: Worker
     limiter: RateLimiter
     keyring: Keyring
+    contacts: ContactService
 
     @classmethod
     def build(cls, settings: Settings, clock: Clock) -> Services:
@@ -62,7 +64,16 @@ class Services:
         worker = Worker(db, clock, settings, events, SmtpMailer(settings), keyring)
         writer.on_side_effects(worker.wake)
         return cls(
-            settings, clock, db, writer, events, auth, worker, RateLimiter(settings), keyring
+            settings,
+            clock,
+            db,
+            writer,
+            events,
+            auth,
+            worker,
+            RateLimiter(settings),
+            keyring,
+            ContactService(db, clock),
         )
 
     async def start(self) -> None:

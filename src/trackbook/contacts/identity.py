@@ -70,6 +70,17 @@ def _text(value: str, field: str, limit: int = 255) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityLink:
+    """Identifiers a sender says name the same person (Segment's identify and alias):
+    an email or external id, an anonymous id, and traits for the contact."""
+
+    email: str | None
+    external_id: str | None
+    anonymous_id: str | None
+    traits: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ContactRef:
     """One way of naming a contact. Lookup uses the first given of id, email,
     external_id, wp_user_id, anonymous_id; a new contact gets email and external id."""

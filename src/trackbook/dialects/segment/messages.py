@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel, to_snake
 
-from trackbook.contacts.identity import ContactRef, UnknownContact, normalise_email
+from trackbook.contacts.identity import (
+    ContactRef,
+    IdentityLink,
+    UnknownContact,
+    normalise_email,
+)
 from trackbook.errors import DomainError, Invalid
 from trackbook.events import dropped
 from trackbook.events.model import TrackCommand
@@ -109,21 +114,11 @@ class Error(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
-class Link:
-    """Identifiers one message says name the same person."""
-
-    email: str | None
-    external_id: str | None
-    anonymous_id: str | None
-    traits: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     """What one message asks of Trackbook: identities to link first, then an event to
     record; or, for what Trackbook does not store (group), the reason it is dropped."""
 
-    link: Link | None = None
+    link: IdentityLink | None = None
     command: TrackCommand | None = None
     drop_reason: str | None = None
 
@@ -304,7 +299,7 @@ def plan(
         previous_id = _identifier(message.previous_id, "previousId")
         if user_id is None or previous_id is None:
             raise Invalid("previousId", "and userId are required for an alias call")
-        return Plan(link=Link(None, user_id, previous_id))
+        return Plan(link=IdentityLink(None, user_id, previous_id))
     anonymous_id = _identifier(message.anonymous_id, "anonymousId")
     if user_id is None and anonymous_id is None:
         raise Invalid("userId", "or anonymousId is required")
@@ -316,7 +311,7 @@ def plan(
             # traits of an anonymous visitor: no contact to keep them on, so the call is
             # kept as a dropped event, as every call Trackbook does not store
             return Plan(drop_reason=dropped.NOT_SUPPORTED)
-        return Plan(link=Link(email, user_id, anonymous_id, _traits(message.traits)))
+        return Plan(link=IdentityLink(email, user_id, anonymous_id, _traits(message.traits)))
     name, title, properties = _event(message, kind)
     identified = email is not None or user_id is not None
     command = TrackCommand(
@@ -336,4 +331,6 @@ def plan(
     except Invalid as error:
         raise as_message_error(error) from None
     several = sum(value is not None for value in (email, user_id, anonymous_id)) > 1
-    return Plan(link=Link(email, user_id, anonymous_id) if several else None, command=command)
+    return Plan(
+        link=IdentityLink(email, user_id, anonymous_id) if several else None, command=command
+    )

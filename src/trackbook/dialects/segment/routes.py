@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
-import sqlalchemy as sa
 from fastapi import Depends, Header, Request
 
 from trackbook.accounts.service import Account
@@ -38,12 +37,10 @@ from trackbook.dialects.segment.body import (
     too_large,
 )
 from trackbook.dialects.segment.errors import PREFIX, SegmentRefused
-from trackbook.dialects.segment.identity import link_identities
 from trackbook.dialects.segment.messages import (
     SOURCE,
     BatchIn,
     Error,
-    Link,
     MessageIn,
     Plan,
     Success,
@@ -190,27 +187,6 @@ def _plan_all(
     return outcome
 
 
-async def _link(services: Services, call: Call, links: list[Link]) -> list[Any]:
-    if not links:
-        return []
-
-    async def link() -> list[Any]:
-        return await services.db.write(
-            link_identities,
-            call.account.id,
-            links,
-            credential=call.credential,
-            now=services.clock.now(),
-        )
-
-    try:
-        return await link()
-    except sa.exc.IntegrityError:
-        # two senders created the same new contact at once and this one lost the race
-        # on a unique key: once more, it finds the contact the other created
-        return await link()
-
-
 async def ingest(
     call: Call,
     services: Services,
@@ -223,7 +199,8 @@ async def ingest(
     call, whose unreadable message is the answer's 400)."""
     outcome = _plan_all(messages, strict=strict, sent_at=sent_at, received_at=call.received_at)
     links = list(dict.fromkeys(p.link for _, _, p in outcome.plans if p.link is not None))
-    conflicts = dict(zip(links, await _link(services, call, links), strict=True))
+    linked = await services.contacts.link(call.account.id, links, credential=call.credential)
+    conflicts = dict(zip(links, linked, strict=True))
     commands: list[tuple[dict[str, Any], str, TrackCommand]] = []
     for message, kind, planned in outcome.plans:
         conflict = conflicts.get(planned.link) if planned.link is not None else None
