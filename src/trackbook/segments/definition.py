@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from trackbook.contacts.identity import is_id
 from trackbook.errors import Invalid
 from trackbook.events.validation import parse_timestamp
 from trackbook.segments.patterns import portable
@@ -295,7 +296,7 @@ class _Reader:
             raise Invalid(f"{path}.member", "must be true or false")
         raw = body.get(key)
         if kind == "list":
-            if isinstance(raw, bool) or not isinstance(raw, int) or not 0 < raw < 2**63:
+            if isinstance(raw, bool) or not isinstance(raw, int) or not is_id(raw):
                 raise Invalid(f"{path}.id", "must be a list id")
             return Membership(kind, raw, member)
         name = self._text(body, key, path)
