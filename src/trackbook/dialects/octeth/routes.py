@@ -158,7 +158,7 @@ async def _check(
     if event is None:
         errors.append((5, "Missing event parameter"))
     list_error_at = len(errors)
-    list_id, ignored_list = await _list_param(params, account, services, credential)
+    list_id, ignored_list = _list_param(params, credential)
     if list_id is None and ignored_list is None and params.get("listid") not in (None, ""):
         errors.append((4, "Invalid ListID parameter"))
     email = _text(params.get("email"))
@@ -183,9 +183,7 @@ async def _check(
     return _Checked(event, list_id, email, properties, ignored_list)
 
 
-async def _list_param(
-    params: dict[str, Any], account: Account, services: Services, credential: Credential
-) -> tuple[int | None, int | None]:
+def _list_param(params: dict[str, Any], credential: Credential) -> tuple[int | None, int | None]:
     """(list id, ignored list id) of the ListID parameter; (None, None) when there is
     none or it is no number."""
     if params.get("listid") in (None, ""):
@@ -193,11 +191,9 @@ async def _list_param(
     list_id = _integer(params["listid"])
     if list_id is None or is_id(list_id):
         return list_id, None
-    # no list has this id
-    if credential.publishable:
-        return None, list_id
-    # the look-up answers it as it answers any other
-    return (list_id if await _list_exists(list_id, account, services) else None), None
+    # no list has this id: a secret key is told so (code 4), a publishable key has it
+    # ignored, as any list the account does not have (contacts.ingest_list)
+    return None, (list_id if credential.publishable else None)
 
 
 async def _check_list(
